@@ -175,6 +175,10 @@ func (l *link) bind(ctx context.Context) {
 	setRecvOptions(conn)
 	l.mu.Lock()
 	l.conn = conn
+	// The time without a socket was not time without replies: count
+	// silence from now, or a link whose address just came back would be
+	// reported down before its first probe could be answered.
+	l.lastReply = time.Now()
 	l.mu.Unlock()
 	l.c.readers.Go(func() { l.read(conn) })
 }
