@@ -132,6 +132,8 @@ type Engine struct {
 	// refused remembers refusals already reported, so a held refusal is
 	// reported once, not every step.
 	refused map[string]string
+	// first is the time of the first step.
+	first time.Time
 }
 
 // New builds an engine for nw, restoring the planner state in snap (zero
@@ -269,13 +271,19 @@ func (e *Engine) SetApplied(linkID string, published []netip.Prefix) error {
 // Step evaluates every link at now, plans the desired publication and
 // returns the intents that move applied towards it.
 func (e *Engine) Step(now time.Time) Decision {
+	if e.first.IsZero() {
+		e.first = now
+	}
 	d := Decision{At: now}
 	for _, l := range e.links {
 		l.evaluate(now)
 		if tr, ok := l.advance(now); ok {
 			d.Transitions = append(d.Transitions, tr)
 		}
-		if l.state == Unknown {
+		// Before the first samples could have arrived, unknown is the
+		// expected start, not something to page about.
+		starting := l.verdict == noData && l.window.Samples == 0 && now.Sub(e.first) < l.cfg.Thresholds.StaleAfter
+		if l.state == Unknown && !starting {
 			d.Alerts = append(d.Alerts, Alert{Link: l.cfg.ID, Kind: "unknown",
 				Text: fmt.Sprintf("%s: state unknown (%s); publication left as it is (fail static)", l.cfg.ID, l.reason)})
 		}

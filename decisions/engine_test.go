@@ -509,6 +509,18 @@ func TestRecoveringKeeperIsNotFlapped(t *testing.T) {
 	}
 }
 
+func TestNoUnknownAlertBeforeFirstSamplesAreDue(t *testing.T) {
+	th := fastThresholds()
+	e := onePoP(t, th, DefaultLimits())
+	if d := e.Step(t0); len(d.Alerts) != 0 {
+		t.Fatalf("alerts at the first step: %+v", d.Alerts)
+	}
+	d := e.Step(t0.Add(th.StaleAfter + time.Millisecond))
+	if len(d.Alerts) != 3 || d.Alerts[0].Kind != "unknown" {
+		t.Fatalf("alerts once samples are overdue = %+v; want one unknown alert per link", d.Alerts)
+	}
+}
+
 func TestSessionsDownAtStartRaiseNoStrandingAlert(t *testing.T) {
 	e := onePoP(t, fastThresholds(), DefaultLimits())
 	for _, id := range []string{"pop1/isp1", "pop1/isp2", "pop1/isp3"} {
