@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/sdnoc/sdnoc/controller"
+	"github.com/sdnoc/sdnoc/topologies"
+)
+
+func newDaemon(lf *logFlags) *cobra.Command {
+	var (
+		cfgPath, journalPath, listen string
+		dryRun, withdrawOnExit       bool
+	)
+	c := &cobra.Command{
+		Use:   "daemon --config FILE",
+		Short: "Run the loop on a real topology: probe every ISP link, withdraw and restore prefixes over BGP",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := stderrLogger(lf)
+			if err != nil {
+				return err
+			}
+			if cfgPath == "" {
+				return errors.New("--config FILE is required (see topologies/examples/two-pops.yaml)")
+			}
+			topo, err := topologies.Load(cfgPath)
+			if err != nil {
+				return err
+			}
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			cc := controller.DefaultConfig()
+			cc.Topology, cc.JournalPath, cc.DryRun = topo, journalPath, dryRun
+			ctl, err := controller.New(cc, controller.Deps{Log: log, Reg: reg})
+			if err != nil {
+				return err
+			}
+			ln, err := new(net.ListenConfig).Listen(cmd.Context(), "tcp", listen)
+			if err != nil {
+				return fmt.Errorf("listen %s for /metrics and /healthz: %w", listen, err)
+			}
+			if err := ctl.Start(cmd.Context()); err != nil {
+				ln.Close()
+				return err
+			}
+			srv := &http.Server{Handler: adminMux(reg, ctl), ReadHeaderTimeout: 5 * time.Second}
+			go func() {
+				if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+					log.Error("admin server", "err", err)
+				}
+			}()
+			log.Info("sdnoc daemon running", "topology", cfgPath, "pops", len(topo.PoPs), "prefixes", len(topo.Prefixes),
+				"dry_run", dryRun, "journal", journalPath, "admin", ln.Addr().String())
+			<-cmd.Context().Done()
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), 30*time.Second)
+			defer cancel()
+			if withdrawOnExit {
+				log.Warn("shutting down: withdrawing every prefix from every ISP (--withdraw-on-exit)")
+				return errors.Join(srv.Shutdown(ctx), ctl.WithdrawAll(ctx), ctl.Stop(ctx))
+			}
+			// Exiting without closing the BGP sessions is deliberate: they
+			// die with the process, without a NOTIFICATION, so the ISPs keep
+			// the edge's routes for the graceful restart time while sdnoc
+			// restarts (a clean BGP stop would make them drop the routes).
+			log.Info("shutting down; BGP sessions end with the process, ISPs keep routes for the graceful restart time",
+				"graceful_restart", topo.BGP.GracefulRestart)
+			return errors.Join(srv.Shutdown(ctx), ctl.Halt(ctx))
+		},
+	}
+	c.Flags().StringVar(&cfgPath, "config", "", "topology file (YAML); SDNOC_* environment variables override its scalar keys")
+	c.Flags().StringVar(&journalPath, "journal", "sdnoc-journal.jsonl", "append-only journal of intents; read back at start")
+	c.Flags().StringVar(&listen, "listen", "127.0.0.1:9470", "address for /metrics, /healthz and /status")
+	c.Flags().BoolVar(&dryRun, "dry-run", false, "plan and explain, touch nothing: no BGP sessions, no journal writes")
+	c.Flags().BoolVar(&withdrawOnExit, "withdraw-on-exit", false,
+		"on SIGTERM withdraw every prefix from every ISP before stopping (default: leave them to graceful restart)")
+	return c
+}
+
+func adminMux(reg *prometheus.Registry, ctl *controller.Controller) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(ctl.Status())
+	})
+	return mux
+}

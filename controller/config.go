@@ -1,0 +1,49 @@
+// Package controller runs sdnoc's loop: probe samples in, the decision
+// engine in the middle, the journal and the BGP speakers out. It owns the
+// wiring and the one goroutine that drives the engine; the logic lives in
+// decisions, the protocols in the collectors and actuators.
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sdnoc/sdnoc/topologies"
+)
+
+// Config is what the controller runs.
+type Config struct {
+	Topology    *topologies.Topology
+	JournalPath string        // append-only journal; required unless DryRun
+	DryRun      bool          // plan and explain, touch nothing (no BGP, no journal writes)
+	Tick        time.Duration // decision step period; default 100ms
+	SessionPoll time.Duration // how often BGP session states are read; default 1s
+	AppliedSync time.Duration // how often the speakers' adj-RIB-out is read back; default 30s
+}
+
+// DefaultConfig returns the periods sdnoc uses; Topology and JournalPath
+// must still be set.
+func DefaultConfig() Config {
+	return Config{Tick: 100 * time.Millisecond, SessionPoll: time.Second, AppliedSync: 30 * time.Second}
+}
+
+// Validate reports every unusable field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Topology == nil {
+		errs = append(errs, errors.New("topology: none given; pass --config FILE"))
+	}
+	if c.JournalPath == "" && !c.DryRun {
+		errs = append(errs, errors.New("journal: no path; set --journal FILE (it keeps applied state across restarts)"))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"tick", c.Tick}, {"session_poll", c.SessionPoll}, {"applied_sync", c.AppliedSync}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s: %v must be positive", d.name, d.v))
+		}
+	}
+	return errors.Join(errs...)
+}
