@@ -98,7 +98,7 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 	c.probes = pc
 	if !cfg.DryRun {
 		sp, err := bgp.New(speakerConfig(cfg.Topology), bgp.Deps{Log: deps.Log.With("component", "bgp"),
-			Reg: prometheus.WrapRegistererWithPrefix("sdnoc_actuators_", deps.Reg)})
+			Reg: prometheus.WrapRegistererWithPrefix("sdnoc_actuators_bgp_", deps.Reg)})
 		if err != nil {
 			return nil, fmt.Errorf("bgp speaker: %w", err)
 		}

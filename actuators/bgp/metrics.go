@@ -22,19 +22,19 @@ func newMetrics(reg prometheus.Registerer) metrics {
 	f := promauto.With(reg)
 	return metrics{
 		sessionUp: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "bgp_session_up",
+			Name: "session_up",
 			Help: "1 while the BGP session to the neighbour is established, else 0.",
 		}, []string{"neighbor"}),
 		announces: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "bgp_announces_total",
+			Name: "announces_total",
 			Help: "Prefixes originated towards the neighbour (repeats of an announced prefix are not counted).",
 		}, []string{"neighbor"}),
 		withdraws: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "bgp_withdraws_total",
+			Name: "withdraws_total",
 			Help: "Prefixes withdrawn from the neighbour (withdrawals of an absent prefix are not counted).",
 		}, []string{"neighbor"}),
 		errors: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "bgp_errors_total",
+			Name: "errors_total",
 			Help: "Announcements and withdrawals towards the neighbour that GoBGP refused.",
 		}, []string{"neighbor"}),
 	}

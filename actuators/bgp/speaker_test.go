@@ -178,7 +178,7 @@ func TestSpeakerPerNeighbor(t *testing.T) {
 	ss := waitUp(t, s)
 	for _, name := range names {
 		if got := testutil.ToFloat64(s.m.sessionUp.WithLabelValues(name)); got != 1 {
-			t.Errorf("bgp_session_up{%s} = %v, want 1", name, got)
+			t.Errorf("session_up{%s} = %v, want 1", name, got)
 		}
 		if !ss[name].GracefulRestart || ss[name].State != "established" || ss[name].Since.IsZero() {
 			t.Errorf("session %s = %+v, want established with graceful restart and a start time", name, ss[name])
@@ -230,7 +230,7 @@ func TestSpeakerPerNeighbor(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := testutil.ToFloat64(s.m.announces.WithLabelValues(names[0])); got != 3 {
-		t.Errorf("bgp_announces_total{isp1} = %v, want 3", got)
+		t.Errorf("announces_total{isp1} = %v, want 3", got)
 	}
 
 	// Re-announce to isp2.
@@ -273,7 +273,7 @@ func TestSpeakerPerNeighbor(t *testing.T) {
 		}
 	}
 	if got := testutil.ToFloat64(s.m.errors.WithLabelValues(names[0])); got != 0 {
-		t.Errorf("bgp_errors_total{isp1} = %v, want 0", got)
+		t.Errorf("errors_total{isp1} = %v, want 0", got)
 	}
 
 	// Stop ends the sessions with a NOTIFICATION: the ISPs drop our routes.
@@ -290,9 +290,9 @@ func TestSpeakerPerNeighbor(t *testing.T) {
 		t.Errorf("Applied after Stop: err = %v, want ErrNotRunning", err)
 	}
 	if got := testutil.ToFloat64(s.m.sessionUp.WithLabelValues(names[0])); got != 0 {
-		t.Errorf("bgp_session_up{isp1} after Stop = %v, want 0", got)
+		t.Errorf("session_up{isp1} after Stop = %v, want 0", got)
 	}
-	if n, err := testutil.GatherAndCount(reg, "bgp_session_up", "bgp_announces_total", "bgp_withdraws_total", "bgp_errors_total"); err != nil || n != 12 {
+	if n, err := testutil.GatherAndCount(reg, "session_up", "announces_total", "withdraws_total", "errors_total"); err != nil || n != 12 {
 		t.Errorf("registered series = %d, %v; want 12 (4 metrics x 3 neighbours)", n, err)
 	}
 }
@@ -372,7 +372,7 @@ func TestAnnounceBeforeStart(t *testing.T) {
 		t.Errorf("Announce with a bad next hop: err = %v, want an error naming isp1 and %v", err, pfxB)
 	}
 	if got := testutil.ToFloat64(s.m.errors.WithLabelValues("isp1")); got != 1 {
-		t.Errorf("bgp_errors_total{isp1} = %v, want 1", got)
+		t.Errorf("errors_total{isp1} = %v, want 1", got)
 	}
 	l.mu.Lock()
 	_, ok := l.prefixes[pfxB]

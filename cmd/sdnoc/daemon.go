@@ -28,7 +28,7 @@ func newDaemon(lf *logFlags) *cobra.Command {
 		Short: "Run the loop on a real topology: probe every ISP link, withdraw and restore prefixes over BGP",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := stderrLogger(lf)
+			log, err := stderrLogger(cmd, lf)
 			if err != nil {
 				return err
 			}

@@ -34,7 +34,7 @@ Exit status 0 only when every step behaved as expected.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := demo.Config{PoP: pop, KeepThresholds: keep, Log: slog.New(slog.DiscardHandler)}
 			if verbose {
-				l, err := stderrLogger(lf)
+				l, err := stderrLogger(cmd, lf)
 				if err != nil {
 					return err
 				}
@@ -136,4 +136,3 @@ func jsonReport(r *demo.Report) any {
 		"probe_timeout": r.Probes.Timeout.String(), "probe_window": r.Probes.Window.String(),
 	}, tl}
 }
-

@@ -16,7 +16,7 @@ func newReflector(lf *logFlags) *cobra.Command {
 		Short: "Answer STAMP probes (RFC 8762 session-reflector, unauthenticated, stateless)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log, err := stderrLogger(lf)
+			log, err := stderrLogger(cmd, lf)
 			if err != nil {
 				return err
 			}

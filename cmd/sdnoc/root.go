@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 
 	"github.com/spf13/cobra"
 )
@@ -59,4 +58,7 @@ func newRoot() *cobra.Command {
 	return root
 }
 
-func stderrLogger(lf *logFlags) (*slog.Logger, error) { return lf.logger(os.Stderr) }
+// stderrLogger logs to the command's standard error.
+func stderrLogger(cmd *cobra.Command, lf *logFlags) (*slog.Logger, error) {
+	return lf.logger(cmd.ErrOrStderr())
+}

@@ -242,8 +242,8 @@ func TestCollectorLateReplies(t *testing.T) {
 	if late == 0 || late > lost {
 		t.Errorf("%d late of %d lost; want 0 < late <= lost", late, lost)
 	}
-	if got := metric(t, reg, "probes_malformed_total", "link", "late"); got != 0 {
-		t.Errorf("probes_malformed_total = %v, want 0", got)
+	if got := metric(t, reg, "malformed_total", "link", "late"); got != 0 {
+		t.Errorf("malformed_total = %v, want 0", got)
 	}
 }
 
@@ -264,8 +264,8 @@ func TestCollectorUnbindableLocal(t *testing.T) {
 			t.Errorf("sample %d: %s; want unknown and empty", i, sampleString(s))
 		}
 	}
-	if got := metric(t, reg, "probes_sent_total", "link", "gone"); got != 0 {
-		t.Errorf("probes_sent_total = %v, want 0", got)
+	if got := metric(t, reg, "sent_total", "link", "gone"); got != 0 {
+		t.Errorf("sent_total = %v, want 0", got)
 	}
 	if got := metric(t, reg, "loss_ratio", "link", "gone"); !math.IsNaN(got) {
 		t.Errorf("loss_ratio = %v, want NaN", got)
@@ -376,8 +376,8 @@ func TestCollectorForeignDatagrams(t *testing.T) {
 	if lost != 1 {
 		t.Errorf("%d probes lost, want 1 (probe 0)", lost)
 	}
-	if got := metric(t, reg, "probes_malformed_total", "link", "noisy"); got != disturbances {
-		t.Errorf("probes_malformed_total = %v, want %d", got, disturbances)
+	if got := metric(t, reg, "malformed_total", "link", "noisy"); got != disturbances {
+		t.Errorf("malformed_total = %v, want %d", got, disturbances)
 	}
 }
 

@@ -19,22 +19,22 @@ func newMetrics(reg prometheus.Registerer) metrics {
 	l := []string{"link"}
 	return metrics{
 		sent: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "probes_sent_total", Help: "Probes sent.",
+			Name: "sent_total", Help: "Probes sent.",
 		}, lt),
 		received: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "probes_received_total", Help: "Probes answered within the timeout.",
+			Name: "received_total", Help: "Probes answered within the timeout.",
 		}, lt),
 		lost: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "probes_lost_total", Help: "Probes not answered within the timeout.",
+			Name: "lost_total", Help: "Probes not answered within the timeout.",
 		}, lt),
 		late: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "probes_late_total", Help: "Replies that came after the timeout (their probes are counted lost).",
+			Name: "late_total", Help: "Replies that came after the timeout (their probes are counted lost).",
 		}, lt),
 		sendErrors: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "probes_send_errors_total", Help: "Probes that could not be sent (not counted as sent nor lost).",
+			Name: "send_errors_total", Help: "Probes that could not be sent (not counted as sent nor lost).",
 		}, lt),
 		malformed: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "probes_malformed_total", Help: "Datagrams dropped on a link's socket: foreign source, bad format, unknown or duplicate sequence number.",
+			Name: "malformed_total", Help: "Datagrams dropped on a link's socket: foreign source, bad format, unknown or duplicate sequence number.",
 		}, l),
 		rtt: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rtt_seconds", Help: "Mean round-trip time over the last window; NaN when no reply came.",
