@@ -1,10 +1,10 @@
 package bgp
 
 import (
-	"context"
 	"net/netip"
 	"testing"
 
+	"github.com/sdnoc/sdnoc/internal/starttest"
 	"github.com/sdnoc/sdnoc/lab/loopback"
 )
 
@@ -22,10 +22,7 @@ func TestNeighborIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := isp2.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { isp2.Stop(context.Background()) })
+	starttest.Start(t, isp2)
 	cfg := labConfig(
 		Neighbor{Name: "ams/isp1", Address: "127.20.11.2", Port: port1, PeerASN: ispASN + 1, LocalAddress: "127.20.11.1"},
 		Neighbor{Name: "fra/isp2", Address: "127.20.12.2", Port: port2, PeerASN: ispASN + 2, LocalAddress: "127.20.12.1",

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/sdnoc/sdnoc/internal/starttest"
 	"github.com/sdnoc/sdnoc/lab/loopback"
 )
 
@@ -71,14 +72,7 @@ func startISP(t testing.TB, name, addr string, asn uint32, edgeAddr string) (*lo
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := isp.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := isp.Stop(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	starttest.Start(t, isp)
 	return isp, port
 }
 
@@ -98,14 +92,7 @@ func startSpeaker(t testing.TB, cfg Config, reg prometheus.Registerer) *Speaker 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	starttest.Start(t, s)
 	return s
 }
 

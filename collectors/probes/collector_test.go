@@ -1,7 +1,6 @@
 package probes_test
 
 import (
-	"context"
 	"math"
 	"net"
 	"net/netip"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sdnoc/sdnoc/collectors/probes"
+	"github.com/sdnoc/sdnoc/internal/starttest"
 	"github.com/sdnoc/sdnoc/lab/loopback"
 )
 
@@ -24,14 +24,7 @@ func startRelay(t *testing.T, target net.Addr) *loopback.Relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := r.Stop(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	starttest.Start(t, r)
 	return r
 }
 
@@ -429,10 +422,7 @@ func TestCollectorStamps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Stop(context.Background()) })
+	starttest.Start(t, c)
 	for _, link := range []string{"a", "b"} {
 		ss := rec.waitFor(t, link, 3*time.Second, "3 samples", atLeast(3))
 		for i, s := range ss {

@@ -1,7 +1,6 @@
 package probes_test
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sdnoc/sdnoc/collectors/probes"
+	"github.com/sdnoc/sdnoc/internal/starttest"
 )
 
 // startReflector starts a reflector on listen and stops it when the test
@@ -23,14 +23,7 @@ func startReflector(t testing.TB, listen string) (*probes.Reflector, *prometheus
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := r.Stop(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	starttest.Start(t, r)
 	return r, reg
 }
 
@@ -105,14 +98,7 @@ func startCollector(t *testing.T, cfg probes.Config) (*probes.Collector, *record
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	starttest.Start(t, c)
 	return c, rec, reg
 }
 

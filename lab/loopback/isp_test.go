@@ -13,6 +13,7 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 
 	"github.com/sdnoc/sdnoc/actuators/bgp"
+	"github.com/sdnoc/sdnoc/internal/starttest"
 )
 
 // Addresses of these tests: 127.21.0.0/16.
@@ -186,10 +187,7 @@ func TestWaitRoutesGivesUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := isp.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { isp.Stop(context.Background()) })
+	starttest.Start(t, isp)
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
 	rs, took, err := isp.WaitRoutes(ctx, func(rs []netip.Prefix) bool { return len(rs) > 0 }, 0)

@@ -2,7 +2,6 @@ package loopback_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sdnoc/sdnoc/internal/starttest"
 	"github.com/sdnoc/sdnoc/lab/loopback"
 )
 
@@ -80,14 +80,7 @@ func startRelay(t *testing.T, cfg loopback.RelayConfig) *loopback.Relay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := r.Stop(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	starttest.Start(t, r)
 	return r
 }
 
