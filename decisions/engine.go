@@ -372,7 +372,9 @@ func (e *Engine) plan(d *Decision) {
 				e.refuse(d, Refusal{Link: kl.cfg.ID, Rule: "never-strand", Prefixes: len(g.prefixes),
 					Example: e.prefixes[g.prefixes[0]], KeptOn: kl.cfg.ID, Reason: reason})
 			}
-			d.Alerts = append(d.Alerts, Alert{Link: kl.cfg.ID, Kind: "stranding", Text: reason})
+			d.Alerts = append(d.Alerts, Alert{Link: kl.cfg.ID, Kind: "stranding",
+				Text: fmt.Sprintf("%s: no healthy link left for %d prefixes (e.g. %s); kept on %s (%s)",
+					e.pops[pop], len(g.prefixes), e.prefixes[g.prefixes[0]], kl.cfg.ID, kl.summary())})
 		}
 	}
 	if !sameKeepers(oldKeepers, e.keepers) {
