@@ -49,16 +49,17 @@ type Controller struct {
 	speaker *bgp.Speaker // nil in a dry run
 	samples chan probes.Sample
 
-	mu      sync.Mutex // guards status and engine construction
-	engine  *decisions.Engine
-	status  []decisions.LinkStatus
-	journal *journal.Journal
-	alerts  map[string]string // link|kind -> text, to log changes only
-	retryAt map[string]time.Time
-	seenUp  map[string]bool // links whose session has been up since start
-	started time.Time
-	cancel  context.CancelFunc
-	done    chan struct{}
+	mu       sync.Mutex // guards status and lastStep
+	engine   *decisions.Engine
+	status   []decisions.LinkStatus
+	lastStep time.Time
+	journal  *journal.Journal
+	alerts   map[string]string // link|kind -> text, to log changes only
+	retryAt  map[string]time.Time
+	seenUp   map[string]bool // links whose session has been up since start
+	started  time.Time
+	cancel   context.CancelFunc
+	done     chan struct{}
 }
 
 // New checks cfg and wires the parts. It opens no socket and no file.
@@ -345,7 +346,25 @@ func (c *Controller) step(ctx context.Context) {
 	c.metrics.update(st)
 	c.mu.Lock()
 	c.status = st
+	c.lastStep = time.Now()
 	c.mu.Unlock()
+}
+
+// Health reports an error when the decision loop has not stepped for ten
+// ticks (at least two seconds): a stalled loop decides nothing, whatever
+// the network does, and that is what /healthz is for.
+func (c *Controller) Health() error {
+	c.mu.Lock()
+	last := c.lastStep
+	c.mu.Unlock()
+	limit := max(10*c.cfg.Tick, 2*time.Second)
+	switch {
+	case last.IsZero():
+		return errors.New("not started")
+	case time.Since(last) > limit:
+		return fmt.Errorf("decision loop stalled: last step %v ago", time.Since(last).Round(time.Millisecond))
+	}
+	return nil
 }
 
 // record journals rec unless this is a dry run.

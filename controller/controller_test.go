@@ -213,3 +213,32 @@ func TestRestartKeepsWithdrawal(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestHealth(t *testing.T) {
+	h := newHarness(t, 75)
+	cfg := controller.DefaultConfig()
+	cfg.Topology, cfg.JournalPath = h.topo, filepath.Join(h.dir, "journal.jsonl")
+	c, err := controller.New(cfg, controller.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Health(); err == nil {
+		t.Fatal("healthy before Start")
+	}
+	if err := c.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Health(); err != nil {
+		t.Fatalf("unhealthy right after Start: %v", err)
+	}
+	if err := c.Halt(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond)
+	if err := c.Health(); err == nil || !strings.Contains(err.Error(), "stalled") {
+		t.Fatalf("Health() after the loop stopped = %v; want a stall", err)
+	}
+	if err := c.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
