@@ -31,6 +31,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/sdnoc/sdnoc/actuators/bgp/gobgplog"
+	"github.com/sdnoc/sdnoc/actuators/bgp/gobgpstop"
 )
 
 var (
@@ -341,8 +342,7 @@ func (s *Speaker) Stop(ctx context.Context) error {
 		s.m.sessionUp.WithLabelValues(l.n.Name).Set(0)
 		l.mu.Unlock()
 		wg.Go(func() {
-			// StopBgp takes no deadline; it waits for the peer goroutines.
-			_ = srv.StopBgp(context.WithoutCancel(ctx), &api.StopBgpRequest{})
+			_ = gobgpstop.Stop(ctx, srv, l.n.Address)
 		})
 	}
 	done := make(chan struct{})

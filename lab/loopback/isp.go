@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/sdnoc/sdnoc/actuators/bgp/gobgplog"
+	"github.com/sdnoc/sdnoc/actuators/bgp/gobgpstop"
 )
 
 // ISPConfig describes an ISP router with one eBGP session, to the edge.
@@ -180,8 +181,7 @@ func (i *ISP) Stop(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		// StopBgp takes no deadline; it waits for the peer goroutines.
-		_ = srv.StopBgp(context.WithoutCancel(ctx), &api.StopBgpRequest{})
+		_ = gobgpstop.Stop(ctx, srv, i.cfg.EdgeAddress)
 	}()
 	select {
 	case <-done:
