@@ -47,8 +47,10 @@ func TestCollectorCleanPath(t *testing.T) {
 		if !s.Known || s.Source != "probes" || s.Lost != 0 || s.Late != 0 || s.SendErrors != 0 || s.Received == 0 || s.LossPct != 0 {
 			t.Errorf("sample %d: %s; want known, no loss, replies", i, sampleString(s))
 		}
-		if s.RTTMin <= 0 || s.RTTMin > s.RTTAvg || s.RTTAvg > s.RTTP95 || s.RTTP95 > 50*time.Millisecond {
-			t.Errorf("sample %d: RTT min/avg/p95 %v/%v/%v; want 0 < min <= avg <= p95 < 50ms", i, s.RTTMin, s.RTTAvg, s.RTTP95)
+		// The mean is not bounded by the 95th percentile: one slow reply
+		// in 40 lifts it above.
+		if s.RTTMin <= 0 || s.RTTMin > s.RTTAvg || s.RTTMin > s.RTTP95 || s.RTTAvg > 50*time.Millisecond || s.RTTP95 > 50*time.Millisecond {
+			t.Errorf("sample %d: RTT min/avg/p95 %v/%v/%v; want 0 < min <= avg, p95 < 50ms", i, s.RTTMin, s.RTTAvg, s.RTTP95)
 		}
 		checkSinceReply(t, i, s)
 		if len(s.Targets) != 2 || s.Targets[0].Target != r1.Addr().String() || s.Targets[1].Target != r2.Addr().String() {
