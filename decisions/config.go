@@ -23,15 +23,17 @@ type Thresholds struct {
 }
 
 // DefaultThresholds returns the thresholds sdnoc uses when the topology says
-// nothing. They assume three probe targets per link at 100 ms (30 probes/s):
-// in simulation 1 % random loss then never degraded a link in 60 link-hours,
-// while 5 % loss was caught in 10.5 s (median) and 15.5 s (p90); see
-// TestNoiseNeverWithdraws and TestFivePercentDetected. With fewer probes,
-// raise loss_window or enter, or expect false withdrawals.
+// nothing. They assume three probe targets per link at 100 ms (30 probes/s)
+// and were chosen in simulation (noise_test.go): 1 % random loss then
+// withdraws a link about once per 60 link-hours (2 in 120), and 5 % loss is
+// withdrawn in 11.5 s (median), 14.5 s (p90), 28.5 s (p99). A 10 s window
+// detects 1 s sooner but withdraws on noise 4 times as often; at this probe
+// rate no window does much better (nor did a CUSUM). With fewer probes,
+// lengthen loss_window or expect false withdrawals.
 func DefaultThresholds() Thresholds {
 	return Thresholds{
 		LossPct:    3.5,
-		LossWindow: 10 * time.Second,
+		LossWindow: 12 * time.Second,
 		RTT:        250 * time.Millisecond,
 		Jitter:     50 * time.Millisecond,
 		Enter:      3 * time.Second,

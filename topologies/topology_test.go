@@ -295,7 +295,7 @@ thresholds:
 		want: []string{
 			`t.yaml: thresholds.enter: 0s is not above 0; write a duration above 0, or delete the key for the default (3s)`,
 			`t.yaml: thresholds.loss_pct: 101 is out of range; write a percentage above 0 and at most 100, or delete the key for the default (3.5)`,
-			`t.yaml: thresholds.loss_window: 200ms is shorter than probes.window (500ms); write at least 500ms, or delete the key for the default (10s)`,
+			`t.yaml: thresholds.loss_window: 200ms is shorter than probes.window (500ms); write at least 500ms, or delete the key for the default (12s)`,
 			`t.yaml: thresholds.max_withdrawals: 0 is below 1; write 1 or more, or delete the key for the default (4)`,
 			// 200ms / 100ms = 2 probes, far below min_probes 20.
 			`t.yaml: thresholds.min_probes: 20 can never be reached: loss_window (200ms) holds at most 2 probes at probes.interval (100ms); write 2 or less, or lengthen loss_window, or delete the key for the default (20)`,
@@ -307,7 +307,7 @@ thresholds:
 		edits: []string{"name: test", "name: test\nthresholds: {loss_pct: 3%, loss_window: 10, min_probes: many}"},
 		want: []string{
 			`t.yaml: thresholds.loss_pct: "3%" is not a number; write 3 without the % sign, or delete the key for the default (3.5)`,
-			`t.yaml: thresholds.loss_window: "10" is not a duration; write a Go duration such as 10s, 250ms or 10m, or delete the key for the default (10s)`,
+			`t.yaml: thresholds.loss_window: "10" is not a duration; write a Go duration such as 10s, 250ms or 10m, or delete the key for the default (12s)`,
 			`t.yaml: thresholds.min_probes: "many" is not a whole number; write a number such as 20, or delete the key for the default (20)`,
 		},
 	},
