@@ -160,8 +160,14 @@ func TestRelayPerClientMapping(t *testing.T) {
 			t.Errorf("the target saw %d datagrams from %v; want %d from a relay socket", count, src, n)
 		}
 	}
+	// The relay counts a forward datagram after its write returns, which
+	// may be after the echo's reply came back: let the counters settle.
 	want := loopback.RelayStats{Forward: loopback.RelayCounts{Forwarded: 2 * n}, Reverse: loopback.RelayCounts{Forwarded: 2 * n}, Clients: 2}
-	if got := r.Stats(); got != want {
+	got := r.Stats()
+	for deadline := time.Now().Add(time.Second); got != want && time.Now().Before(deadline); got = r.Stats() {
+		time.Sleep(time.Millisecond)
+	}
+	if got != want {
 		t.Errorf("Stats() = %+v, want %+v", got, want)
 	}
 }
