@@ -280,9 +280,12 @@ func (e *Engine) Step(now time.Time) Decision {
 		if tr, ok := l.advance(now); ok {
 			d.Transitions = append(d.Transitions, tr)
 		}
-		// Before the first samples could have arrived, unknown is the
-		// expected start, not something to page about.
-		starting := l.verdict == noData && l.window.Samples == 0 && now.Sub(e.first) < l.cfg.Thresholds.StaleAfter
+		// Before the first samples could have arrived, or while the first
+		// window fills up to min_probes, unknown is the expected start,
+		// not something to page about.
+		since := now.Sub(e.first)
+		starting := l.verdict == noData && l.window.Samples == 0 && since < l.cfg.Thresholds.StaleAfter ||
+			l.verdict == tooFew && since < l.cfg.Thresholds.LossWindow
 		if l.state == Unknown && !starting {
 			d.Alerts = append(d.Alerts, Alert{Link: l.cfg.ID, Kind: "unknown",
 				Text: fmt.Sprintf("%s: state unknown (%s); publication left as it is (fail static)", l.cfg.ID, l.reason)})

@@ -515,6 +515,13 @@ func TestNoUnknownAlertBeforeFirstSamplesAreDue(t *testing.T) {
 	if d := e.Step(t0); len(d.Alerts) != 0 {
 		t.Fatalf("alerts at the first step: %+v", d.Alerts)
 	}
+	// A first sample with too few probes to judge is still the start.
+	if err := e.Observe(Sample{Link: "pop1/isp1", End: t0.Add(500 * time.Millisecond), Known: true, Sent: 5, Received: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.Step(t0.Add(time.Second)); len(d.Alerts) != 0 {
+		t.Fatalf("alerts while the first window fills: %+v", d.Alerts)
+	}
 	d := e.Step(t0.Add(th.StaleAfter + time.Millisecond))
 	if len(d.Alerts) != 3 || d.Alerts[0].Kind != "unknown" {
 		t.Fatalf("alerts once samples are overdue = %+v; want one unknown alert per link", d.Alerts)
