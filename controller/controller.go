@@ -229,7 +229,7 @@ func (c *Controller) WithdrawAll(ctx context.Context) error {
 	if c.speaker == nil {
 		return nil
 	}
-	c.record(journal.Record{Time: c.deps.Now(), Kind: journal.KindStart, Note: "withdraw-all on exit: every prefix withdrawn from every ISP"})
+	c.record(journal.Record{Time: c.deps.Now(), Kind: journal.KindStop, Note: "withdraw-all on exit: every prefix withdrawn from every ISP"})
 	return c.speaker.WithdrawAll(ctx)
 }
 

@@ -29,6 +29,7 @@ type Kind string
 // The kinds of record.
 const (
 	KindStart   Kind = "start"   // a controller started (Note says how)
+	KindStop    Kind = "stop"    // a controller stopped (Note says how)
 	KindChange  Kind = "change"  // a link withdrawn or restored by the planner
 	KindKeepers Kind = "keepers" // the prefixes kept on withdrawn links
 	KindIntent  Kind = "intent"  // about to be applied

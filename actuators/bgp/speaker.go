@@ -342,7 +342,9 @@ func (s *Speaker) Stop(ctx context.Context) error {
 		s.m.sessionUp.WithLabelValues(l.n.Name).Set(0)
 		l.mu.Unlock()
 		wg.Go(func() {
-			_ = gobgpstop.Stop(ctx, srv, l.n.Address)
+			if err := gobgpstop.Stop(ctx, srv, l.n.Address); err != nil {
+				l.log.Warn("stop bgp server", "err", err)
+			}
 		})
 	}
 	done := make(chan struct{})
