@@ -286,6 +286,15 @@ func (i *ISP) Routes(ctx context.Context) ([]netip.Prefix, error) {
 			return nil, fmt.Errorf("isp %s: list %s rib: %w", i.cfg.Name, afi, err)
 		}
 	}
+	// ListPath converts the paths on this goroutine, outside GoBGP's
+	// management goroutine, which may later write to them (marking them
+	// stale when the edge's session drops). A management operation orders
+	// these reads before any such write; without it -race reports them even
+	// though they never overlap in time (pkg/server/grpc_server.go:178 vs
+	// internal/pkg/table/path.go:396).
+	if _, err := srv.GetBgp(ctx, &api.GetBgpRequest{}); err != nil {
+		return nil, fmt.Errorf("isp %s: %w", i.cfg.Name, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("isp %s: list rib: %w", i.cfg.Name, err) // ListPath stops early, without error, on a done ctx
 	}
