@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -387,7 +388,8 @@ func (c *Controller) apply(ctx context.Context, now time.Time, in decisions.Inte
 	ev := Event{Time: now, Kind: "intent", Link: in.Link, Action: string(in.Action), Rule: in.Rule, Prefixes: in.Prefixes, Text: in.Reason}
 	if c.cfg.DryRun {
 		ev.Text = "dry run, not applied: " + in.Reason
-		c.log.Info("would "+string(in.Action), "link", in.Link, "prefixes", len(in.Prefixes), "rule", in.Rule, "reason", in.Reason)
+		c.log.Info("would "+string(in.Action), "link", in.Link, "prefixes", len(in.Prefixes), "which", prefixSample(in.Prefixes),
+			"rule", in.Rule, "reason", in.Reason)
 		c.emit(ev)
 		_ = c.engine.Confirm(in)
 		return
@@ -404,7 +406,8 @@ func (c *Controller) apply(ctx context.Context, now time.Time, in decisions.Inte
 		return
 	}
 	c.emit(ev)
-	c.log.Info(string(in.Action), "link", in.Link, "prefixes", len(in.Prefixes), "rule", in.Rule, "reason", in.Reason)
+	c.log.Info(string(in.Action), "link", in.Link, "prefixes", len(in.Prefixes), "which", prefixSample(in.Prefixes),
+		"rule", in.Rule, "reason", in.Reason)
 	done := in
 	done.Prefixes = nil
 	var errs []error
@@ -471,4 +474,22 @@ func (c *Controller) Status() []decisions.LinkStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.status)
+}
+
+// prefixSample names the first prefixes of an intent for a log line, so a
+// person sees which ranges move without a line of twenty thousand.
+func prefixSample(ps []netip.Prefix) string {
+	const show = 8
+	var b strings.Builder
+	for i, p := range ps {
+		if i == show {
+			fmt.Fprintf(&b, " and %d more", len(ps)-show)
+			break
+		}
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(p.String())
+	}
+	return b.String()
 }

@@ -242,3 +242,16 @@ func TestHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestPrefixSample(t *testing.T) {
+	var ps []netip.Prefix
+	for i := range 10 {
+		ps = append(ps, netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64, byte(i), 0}), 24))
+	}
+	if got := controller.PrefixSample(ps[:2]); got != "100.64.0.0/24 100.64.1.0/24" {
+		t.Errorf("two prefixes: %q", got)
+	}
+	if got := controller.PrefixSample(ps); !strings.HasSuffix(got, "100.64.7.0/24 and 2 more") {
+		t.Errorf("ten prefixes: %q", got)
+	}
+}

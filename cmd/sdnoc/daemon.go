@@ -70,6 +70,10 @@ func newDaemon(lf *logFlags) *cobra.Command {
 				log.Warn("shutting down: withdrawing every prefix from every ISP (--withdraw-on-exit)")
 				return errors.Join(srv.Shutdown(ctx), ctl.WithdrawAll(ctx), ctl.Stop(ctx))
 			}
+			if dryRun {
+				log.Info("shutting down (dry run: no BGP sessions to keep or close)")
+				return errors.Join(srv.Shutdown(ctx), ctl.Stop(ctx))
+			}
 			// Exiting without closing the BGP sessions is deliberate: they
 			// die with the process, without a NOTIFICATION, so the ISPs keep
 			// the edge's routes for the graceful restart time while sdnoc

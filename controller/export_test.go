@@ -1,0 +1,4 @@
+package controller
+
+// PrefixSample exposes prefixSample to the external tests.
+var PrefixSample = prefixSample
