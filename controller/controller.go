@@ -139,7 +139,7 @@ func (c *Controller) Start(ctx context.Context) error {
 			return err
 		}
 		c.journal, snap = j, s
-		note := fmt.Sprintf("start: %d links withdrawn, %d keeping prefixes", len(s.Withdrawn), len(s.Keepers))
+		note := fmt.Sprintf("start: %d links withdrawn, %d keeping prefixes, %d with prefixes moved off", len(s.Withdrawn), len(s.Keepers), len(s.Moved))
 		if _, err := j.Append(journal.Record{Time: c.deps.Now(), Kind: journal.KindStart, Note: note}); err != nil {
 			j.Close()
 			return err
@@ -332,6 +332,21 @@ func (c *Controller) step(ctx context.Context) {
 	}
 	if d.Keepers != nil {
 		c.record(journal.Record{Time: now, Kind: journal.KindKeepers, Keepers: d.Keepers})
+	}
+	for _, ch := range d.Congestion {
+		state := "clear"
+		if ch.Congested {
+			state = "congested"
+		}
+		c.log.Warn("link "+state, "link", ch.Link, "reason", ch.Reason)
+		c.emit(Event{Time: now, Kind: "congestion", Link: ch.Link, Text: state + ": " + ch.Reason})
+	}
+	for _, m := range d.Moves {
+		c.log.Info("move", "link", m.Link, "prefix", m.Prefix, "back", m.Back, "rate_bps", m.RateBps, "reason", m.Reason)
+		c.emit(Event{Time: now, Kind: "move", Link: m.Link, Prefixes: []netip.Prefix{m.Prefix}, Text: m.Reason})
+	}
+	if d.Moved != nil {
+		c.record(journal.Record{Time: now, Kind: journal.KindMoves, Moved: d.Moved, Moves: d.Moves})
 	}
 	for _, r := range d.Refusals {
 		c.metrics.refusals.WithLabelValues(r.Rule).Inc()

@@ -82,6 +82,8 @@ type Link struct {
 	ID         string // "pop/link"
 	PoP        string
 	Thresholds Thresholds
+	Capacity   uint64     // bit/s; 0: unknown, the link is never judged congested
+	Congestion Congestion // used when Capacity is set
 }
 
 // Prefix is an edge prefix and the links it is configured on.
@@ -112,6 +114,10 @@ func (n Network) Validate() error {
 		seen[l.ID] = true
 		if err := l.Thresholds.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("links[%d] (%s): thresholds: %w", i, l.ID, err))
+		}
+		if c := l.Congestion; l.Capacity > 0 && !(c.TargetPct > 0 && c.TargetPct <= 100 && c.ExitPct > 0 && c.ExitPct <= c.TargetPct && c.RestoreHeadroom >= 0) {
+			errs = append(errs, fmt.Errorf("links[%d] (%s): congestion: want 0 < exit (%v) <= target (%v) <= 100 and headroom (%v) >= 0",
+				i, l.ID, c.ExitPct, c.TargetPct, c.RestoreHeadroom))
 		}
 	}
 	pfx := make(map[netip.Prefix]bool, len(n.Prefixes))

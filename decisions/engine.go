@@ -25,6 +25,7 @@ const (
 	RuleDegraded     = "degraded"       // the link is degraded: take its prefixes off
 	RuleLastLink     = "last-link"      // kept on the least bad link so the prefix is not stranded
 	RuleUnconfigured = "not-configured" // published but no longer configured there
+	RuleCongestion   = "congestion"     // moved off a full link
 )
 
 // Evidence is what an intent or change was based on.
@@ -83,26 +84,37 @@ type Decision struct {
 	// withdrawn link that still carries prefixes, and which. The journal
 	// keeps it so a restart keeps them where they are.
 	Keepers map[string][]netip.Prefix
+	// Moves are prefixes the congestion planner took off links or put
+	// back this step; Congestion, links that became congested or clear.
+	Moves      []Move
+	Congestion []CongestionChange
+	// Moved is set when any link's moved set changed: every link's moved
+	// prefixes, for the journal.
+	Moved map[string][]netip.Prefix
 }
 
 // Snapshot is the planner state that must survive a restart (invariant 7).
 type Snapshot struct {
 	Withdrawn map[string]bool           // links taken out
 	Keepers   map[string][]netip.Prefix // withdrawn links still carrying prefixes, to avoid moving them
+	Moved     map[string][]netip.Prefix // prefixes moved off congested links
 }
 
 // LinkStatus is a link as the engine sees it now, for metrics and status.
 type LinkStatus struct {
-	Link        string `json:"link"`
-	PoP         string `json:"pop"`
-	State       State  `json:"state"`
-	Withdrawn   bool   `json:"withdrawn"`
-	Reason      string `json:"reason"`
-	Window      Window `json:"window"`
-	Configured  int    `json:"configured"`
-	Published   int    `json:"published"` // applied
-	SessionUp   bool   `json:"session_up"`
-	SessionSeen bool   `json:"session_known"`
+	Link        string  `json:"link"`
+	PoP         string  `json:"pop"`
+	State       State   `json:"state"`
+	Withdrawn   bool    `json:"withdrawn"`
+	Reason      string  `json:"reason"`
+	Window      Window  `json:"window"`
+	Congested   bool    `json:"congested"`
+	Utilisation float64 `json:"utilisation_pct"` // ingress, -1 when unknown
+	Moved       int     `json:"moved"`
+	Configured  int     `json:"configured"`
+	Published   int     `json:"published"` // applied
+	SessionUp   bool    `json:"session_up"`
+	SessionSeen bool    `json:"session_known"`
 }
 
 type group struct {
@@ -132,8 +144,8 @@ type Engine struct {
 	// refused remembers refusals already reported, so a held refusal is
 	// reported once, not every step.
 	refused map[string]string
-	// first is the time of the first step.
-	first time.Time
+	// first and last are the times of the first and latest steps.
+	first, last time.Time
 }
 
 // New builds an engine for nw, restoring the planner state in snap (zero
@@ -157,7 +169,8 @@ func New(nw Network, snap Snapshot) (*Engine, error) {
 			popIdx[l.PoP] = p
 			e.pops = append(e.pops, l.PoP)
 		}
-		e.links = append(e.links, &link{cfg: l, idx: i, pop: p, withdrawn: snap.Withdrawn[l.ID]})
+		e.links = append(e.links, &link{cfg: l, idx: i, pop: p, withdrawn: snap.Withdrawn[l.ID],
+			cong: newCongestion(l.Congestion, len(nw.Prefixes))})
 		e.byID[l.ID] = i
 	}
 	n := len(nw.Prefixes)
@@ -190,6 +203,15 @@ func New(nw Network, snap Snapshot) (*Engine, error) {
 		}
 		e.groups[g].prefixes = append(e.groups[g].prefixes, i)
 		e.groupOf = append(e.groupOf, g)
+	}
+	for id, pfxs := range snap.Moved {
+		if li, ok := e.byID[id]; ok {
+			for _, p := range pfxs {
+				if pi, ok := e.byPrefix[p]; ok {
+					e.links[li].cong.moved.set(pi)
+				}
+			}
+		}
 	}
 	for id, pfxs := range snap.Keepers {
 		li, ok := e.byID[id]
@@ -274,6 +296,7 @@ func (e *Engine) Step(now time.Time) Decision {
 	if e.first.IsZero() {
 		e.first = now
 	}
+	e.last = now
 	d := Decision{At: now}
 	for _, l := range e.links {
 		l.evaluate(now)
@@ -292,7 +315,13 @@ func (e *Engine) Step(now time.Time) Decision {
 		}
 	}
 	e.decideLinks(now, &d)
+	before := e.movedCount()
+	e.planCongestion(now, &d)
 	e.plan(&d)
+	e.unstrand(&d)
+	if len(d.Moves) > 0 || e.movedCount() != before {
+		d.Moved = e.movedSets()
+	}
 	e.reconcile(&d)
 	return d
 }
@@ -334,7 +363,9 @@ func (e *Engine) plan(d *Decision) {
 	for i, l := range e.links {
 		switch {
 		case !l.withdrawn:
-			copy(e.desired[i], e.configured[i])
+			for w := range e.desired[i] {
+				e.desired[i][w] = e.configured[i][w] &^ l.cong.moved[w]
+			}
 		case l.verdict == good:
 			// A withdrawn link that already measures good is on its way
 			// back: it keeps what it still carries (prefixes it kept)
@@ -544,12 +575,28 @@ func (e *Engine) reconcile(d *Decision) {
 			}
 			d.Intents = append(d.Intents, Intent{Action: Announce, Link: l.cfg.ID, Prefixes: add, Rule: rule, Reason: reason, Evidence: l.evidence()})
 		}
-		if len(del) > 0 {
-			rule, reason := RuleDegraded, fmt.Sprintf("%s is withdrawn: %s", l.cfg.ID, l.reason)
-			if !l.withdrawn {
-				rule, reason = RuleUnconfigured, fmt.Sprintf("%s publishes prefixes it is not configured for", l.cfg.ID)
+		if len(del) > 0 && l.withdrawn {
+			d.Intents = append(d.Intents, Intent{Action: Withdraw, Link: l.cfg.ID, Prefixes: del, Rule: RuleDegraded,
+				Reason: fmt.Sprintf("%s is withdrawn: %s", l.cfg.ID, l.reason), Evidence: l.evidence()})
+		} else if len(del) > 0 {
+			var moved, other []netip.Prefix
+			for _, p := range del {
+				if l.cong.moved.has(e.byPrefix[p]) {
+					moved = append(moved, p)
+				} else {
+					other = append(other, p)
+				}
 			}
-			d.Intents = append(d.Intents, Intent{Action: Withdraw, Link: l.cfg.ID, Prefixes: del, Rule: rule, Reason: reason, Evidence: l.evidence()})
+			if len(moved) > 0 {
+				u, _ := l.utilisation(d.At)
+				d.Intents = append(d.Intents, Intent{Action: Withdraw, Link: l.cfg.ID, Prefixes: moved, Rule: RuleCongestion,
+					Reason: fmt.Sprintf("%s is congested (ingress %.1f%% of %s): moving its busiest prefixes to the PoP's other links",
+						l.cfg.ID, u, bps(float64(l.cfg.Capacity))), Evidence: l.evidence()})
+			}
+			if len(other) > 0 {
+				d.Intents = append(d.Intents, Intent{Action: Withdraw, Link: l.cfg.ID, Prefixes: other, Rule: RuleUnconfigured,
+					Reason: fmt.Sprintf("%s publishes prefixes it is not configured for", l.cfg.ID), Evidence: l.evidence()})
+			}
 		}
 	}
 }
@@ -558,7 +605,12 @@ func (e *Engine) reconcile(d *Decision) {
 func (e *Engine) Status() []LinkStatus {
 	out := make([]LinkStatus, 0, len(e.links))
 	for i, l := range e.links {
+		u, ok := l.utilisation(e.last)
+		if !ok {
+			u = -1
+		}
 		out = append(out, LinkStatus{Link: l.cfg.ID, PoP: l.cfg.PoP, State: l.state, Withdrawn: l.withdrawn, Reason: l.reason,
+			Congested: l.cong.congested, Utilisation: u, Moved: l.cong.moved.count(),
 			Window: l.window, Configured: e.configured[i].count(), Published: e.applied[i].count(),
 			SessionUp: l.sessionUp, SessionSeen: l.sessionKnown})
 	}
@@ -568,11 +620,19 @@ func (e *Engine) Status() []LinkStatus {
 
 // Snapshot returns the planner state to persist.
 func (e *Engine) Snapshot() Snapshot {
-	s := Snapshot{Withdrawn: map[string]bool{}, Keepers: e.keptPrefixes()}
+	s := Snapshot{Withdrawn: map[string]bool{}, Keepers: e.keptPrefixes(), Moved: e.movedSets()}
 	for _, l := range e.links {
 		if l.withdrawn {
 			s.Withdrawn[l.cfg.ID] = true
 		}
 	}
 	return s
+}
+
+func (e *Engine) movedCount() int {
+	n := 0
+	for _, l := range e.links {
+		n += l.cong.moved.count()
+	}
+	return n
 }

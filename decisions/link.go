@@ -76,6 +76,8 @@ type link struct {
 	// withdrawn is the planner's decision that the link should not carry
 	// its prefixes; it survives restarts through the journal.
 	withdrawn bool
+	// cong is the link's congestion state and moved prefixes.
+	cong *congestion
 	// session is the BGP session state as last reported; sessionKnown is
 	// false until the actuator reports it.
 	sessionUp, sessionKnown bool

@@ -214,3 +214,63 @@ func BenchmarkStepTransition(b *testing.B) {
 	}
 	b.ReportMetric(float64(intents), "prefix-intents")
 }
+
+// BenchmarkStepCongestion is one step at 50 PoPs × 20 links × 20,000
+// prefixes with congestion planning: every link reports its ingress and
+// its 200 busiest prefixes, and one link in each PoP runs over target.
+func BenchmarkStepCongestion(b *testing.B) {
+	nw := bigNetwork(50, 20, 20000)
+	for i := range nw.Links {
+		nw.Links[i].Capacity = 100e9
+		nw.Links[i].Congestion = DefaultCongestion()
+	}
+	e, err := New(nw, Snapshot{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Each link's top prefixes: the configured ones it carries, 200 of them.
+	tops := make([]map[netip.Prefix]float64, len(nw.Links))
+	for i := range nw.Links {
+		tops[i] = map[netip.Prefix]float64{}
+	}
+	for pi, p := range nw.Prefixes {
+		for _, id := range p.Links {
+			li := e.byID[id]
+			if len(tops[li]) < 200 {
+				tops[li][p.Prefix] = float64(1+pi%97) * 1e8
+			}
+		}
+	}
+	now := t0
+	step := func(hot bool) Decision {
+		now = now.Add(500 * time.Millisecond)
+		for i, l := range nw.Links {
+			in := 50e9
+			if hot && i%20 == 0 {
+				in = 99e9
+			}
+			_ = e.ObserveLoad(Load{Link: l.ID, End: now, Known: true, InBps: in})
+			_ = e.ObservePrefixLoad(PrefixLoad{Link: l.ID, End: now, Rates: tops[i]})
+		}
+		d := e.Step(now)
+		for _, in := range d.Intents {
+			_ = e.Confirm(in)
+		}
+		return d
+	}
+	for range 10 {
+		step(false)
+	}
+	moved := 0
+	for range 10 {
+		moved += len(moves([]Decision{step(true)}, false))
+	}
+	if moved == 0 {
+		b.Fatal("no prefix moved: the benchmark would not exercise the planner")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		step(true)
+	}
+	b.ReportMetric(float64(moved), "moved")
+}

@@ -36,6 +36,7 @@ const (
 	KindApplied Kind = "applied" // Ref applied
 	KindFailed  Kind = "failed"  // Ref failed (Error says why)
 	KindRefusal Kind = "refusal" // an action refused, with why
+	KindMoves   Kind = "moves"   // the prefixes moved off congested links, all of them
 )
 
 // Record is one line of the journal.
@@ -50,6 +51,8 @@ type Record struct {
 	Change  *decisions.LinkChange     `json:"change,omitempty"`
 	Refusal *decisions.Refusal        `json:"refusal,omitempty"`
 	Keepers map[string][]netip.Prefix `json:"keepers,omitempty"`
+	Moved   map[string][]netip.Prefix `json:"moved,omitempty"`
+	Moves   []decisions.Move          `json:"moves,omitempty"` // this step's moves, with their reasons
 }
 
 // Journal appends records to a file. It is safe for concurrent use.
@@ -92,7 +95,7 @@ var ErrCorrupt = errors.New("corrupt journal")
 // returns the last sequence number and the length of the well-formed
 // prefix of r (everything before a torn last line).
 func Replay(r io.Reader) (snap decisions.Snapshot, seq uint64, good int64, err error) {
-	snap = decisions.Snapshot{Withdrawn: map[string]bool{}, Keepers: map[string][]netip.Prefix{}}
+	snap = decisions.Snapshot{Withdrawn: map[string]bool{}, Keepers: map[string][]netip.Prefix{}, Moved: map[string][]netip.Prefix{}}
 	br := bufio.NewReaderSize(r, 1<<16)
 	line := 0
 	for {
@@ -141,6 +144,11 @@ func apply(snap *decisions.Snapshot, rec Record) {
 			snap.Withdrawn[rec.Change.Link] = true
 		} else {
 			delete(snap.Withdrawn, rec.Change.Link)
+		}
+	case KindMoves:
+		snap.Moved = map[string][]netip.Prefix{}
+		for k, v := range rec.Moved {
+			snap.Moved[k] = v
 		}
 	case KindKeepers:
 		snap.Keepers = map[string][]netip.Prefix{}

@@ -33,6 +33,8 @@ func TestAppendReopenRestores(t *testing.T) {
 		{Kind: KindApplied, Ref: 4},
 		{Kind: KindKeepers, Keepers: map[string][]netip.Prefix{"pop1/isp2": {p}}},
 		{Kind: KindChange, Change: &decisions.LinkChange{Link: "pop1/isp1", Withdrawn: false}},
+		{Kind: KindMoves, Moved: map[string][]netip.Prefix{"pop1/isp3": {p}}},
+		{Kind: KindMoves, Moved: map[string][]netip.Prefix{"pop1/isp1": {p}}},
 	}
 	for i, r := range recs {
 		r.Time = when
@@ -55,8 +57,11 @@ func TestAppendReopenRestores(t *testing.T) {
 	if got := snap.Keepers["pop1/isp2"]; len(got) != 1 || got[0] != p {
 		t.Errorf("keepers = %v", snap.Keepers)
 	}
-	if seq, err := j.Append(Record{Kind: KindStart, Time: when}); err != nil || seq != 8 {
-		t.Fatalf("append after reopen = %d, %v; want seq 8", seq, err)
+	if got := snap.Moved; len(got) != 1 || len(got["pop1/isp1"]) != 1 {
+		t.Errorf("moved = %v; want the last moves record only", got)
+	}
+	if seq, err := j.Append(Record{Kind: KindStart, Time: when}); err != nil || seq != 10 {
+		t.Fatalf("append after reopen = %d, %v; want seq 10", seq, err)
 	}
 }
 
