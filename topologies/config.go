@@ -43,26 +43,34 @@ type Thresholds struct {
 	MaxWithdrawals int
 	// WithdrawalWindow is the sliding window of MaxWithdrawals.
 	WithdrawalWindow time.Duration
+	// CongestionPct is the ingress utilisation, in percent of capacity,
+	// above which a link is congested; CongestionExitPct the level it must
+	// stay under to be clear again; RestoreHeadroomPct the margin a moved
+	// prefix's rate needs before it returns.
+	CongestionPct, CongestionExitPct, RestoreHeadroomPct float64
 }
 
 // DefaultThresholds returns the thresholds used for keys a topology leaves
 // out: the decision engine's own defaults (see decisions.DefaultThresholds
 // for how they were chosen; they assume three probe targets per link).
 func DefaultThresholds() Thresholds {
-	d, l := decisions.DefaultThresholds(), decisions.DefaultLimits()
+	d, l, c := decisions.DefaultThresholds(), decisions.DefaultLimits(), decisions.DefaultCongestion()
 	return Thresholds{
-		LossPct:          d.LossPct,
-		LossWindow:       d.LossWindow,
-		RTT:              d.RTT,
-		Jitter:           d.Jitter,
-		Enter:            d.Enter,
-		Exit:             d.Exit,
-		HoldDown:         d.HoldDown,
-		DownAfter:        d.DownAfter,
-		StaleAfter:       d.StaleAfter,
-		MinProbes:        d.MinProbes,
-		MaxWithdrawals:   l.MaxWithdrawals,
-		WithdrawalWindow: l.WithdrawalWindow,
+		LossPct:            d.LossPct,
+		LossWindow:         d.LossWindow,
+		RTT:                d.RTT,
+		Jitter:             d.Jitter,
+		Enter:              d.Enter,
+		Exit:               d.Exit,
+		HoldDown:           d.HoldDown,
+		DownAfter:          d.DownAfter,
+		StaleAfter:         d.StaleAfter,
+		MinProbes:          d.MinProbes,
+		MaxWithdrawals:     l.MaxWithdrawals,
+		WithdrawalWindow:   l.WithdrawalWindow,
+		CongestionPct:      c.TargetPct,
+		CongestionExitPct:  c.ExitPct,
+		RestoreHeadroomPct: c.RestoreHeadroom,
 	}
 }
 
@@ -132,6 +140,9 @@ var thresholdFields = []field[Thresholds]{
 	{"min_probes", func(t *Thresholds) any { return &t.MinProbes }},
 	{"max_withdrawals", func(t *Thresholds) any { return &t.MaxWithdrawals }},
 	{"withdrawal_window", func(t *Thresholds) any { return &t.WithdrawalWindow }},
+	{"congestion_pct", func(t *Thresholds) any { return &t.CongestionPct }},
+	{"congestion_exit_pct", func(t *Thresholds) any { return &t.CongestionExitPct }},
+	{"restore_headroom_pct", func(t *Thresholds) any { return &t.RestoreHeadroomPct }},
 }
 
 var probeFields = []field[Probes]{
@@ -282,6 +293,17 @@ func (th Thresholds) check(pr Probes) []problem {
 	}
 	if th.MaxWithdrawals < 1 {
 		bad("max_withdrawals", nil, "%d is below 1; write 1 or more", th.MaxWithdrawals)
+	}
+	if !(th.CongestionPct > 0 && th.CongestionPct <= 100) {
+		bad("congestion_pct", nil, "%s is out of range; write a percentage above 0 and at most 100", show(&th.CongestionPct))
+	} else if !(th.CongestionExitPct > 0 && th.CongestionExitPct <= th.CongestionPct) {
+		// Exit above the target would call a link clear while it is still
+		// over its target.
+		bad("congestion_exit_pct", []string{"congestion_pct"}, "%s is not above 0 and at most congestion_pct (%s); write a lower level, such as %s",
+			show(&th.CongestionExitPct), show(&th.CongestionPct), strconv.FormatFloat(th.CongestionPct-10, 'g', -1, 64))
+	}
+	if th.RestoreHeadroomPct < 0 {
+		bad("restore_headroom_pct", nil, "%s is negative; write 0 or more", show(&th.RestoreHeadroomPct))
 	}
 	return ps
 }

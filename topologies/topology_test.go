@@ -284,6 +284,23 @@ var parseTests = []struct {
 		want:  []string{`t.yaml: pops[1]: no prefix is published on PoP "fra"; add it to a prefix's publish list, or leave a publish list out to publish on every PoP`},
 	},
 	{
+		name: "congestion levels",
+		edits: []string{"name: test", `name: test
+thresholds:
+  congestion_pct: 85
+  congestion_exit_pct: 95
+  restore_headroom_pct: -5`},
+		want: []string{
+			`t.yaml: thresholds.congestion_exit_pct: 95 is not above 0 and at most congestion_pct (85); write a lower level, such as 75, or delete the key for the default (80)`,
+			`t.yaml: thresholds.restore_headroom_pct: -5 is negative; write 0 or more, or delete the key for the default (10)`,
+		},
+	},
+	{
+		name:  "congestion target out of range",
+		edits: []string{"name: test", "name: test\nthresholds:\n  congestion_pct: 120"},
+		want:  []string{`t.yaml: thresholds.congestion_pct: 120 is out of range; write a percentage above 0 and at most 100, or delete the key for the default (90)`},
+	},
+	{
 		name: "thresholds out of range",
 		edits: []string{"name: test", `name: test
 thresholds:
