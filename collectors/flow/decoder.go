@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"sync"
 	"time"
@@ -438,7 +439,12 @@ func samplingKey(version uint16, domain uint32) uint64 {
 func (e *exporterState) decodeNetFlow(b []byte, override uint32, emit func(*Record)) error {
 	var v9 netflow.NFv9Packet
 	var ipfix netflow.IPFIXPacket
-	err := netflow.DecodeMessageVersion(bytes.NewBuffer(b), &e.templates, &v9, &ipfix)
+	var err error
+	if e.rec.Format == FormatNetFlow9 {
+		err = decodeNetFlow9(b, &e.templates, &v9)
+	} else {
+		err = netflow.DecodeMessageVersion(bytes.NewBuffer(b), &e.templates, &v9, &ipfix)
+	}
 	version, domain, sets := uint16(9), v9.SourceId, v9.FlowSets
 	if e.rec.Format == FormatIPFIX {
 		version, domain, sets = 10, ipfix.ObservationDomainId, ipfix.FlowSets
@@ -471,6 +477,32 @@ func (e *exporterState) decodeNetFlow(b []byte, override uint32, emit func(*Reco
 		return classify(err)
 	}
 	return nil
+}
+
+// nfv9HeaderLen is the NetFlow v9 packet header (RFC 3954 §5.1).
+const nfv9HeaderLen = 20
+
+// decodeNetFlow9 decodes a NetFlow v9 datagram, every flowset it holds.
+// goflow2 takes the header's count as the number of flowsets to read
+// (decoders/netflow/netflow.go, DecodeMessageCommon), but RFC 3954 §5.1
+// makes it the number of records, and softflowd 1.1.0 counts only the data
+// records: its datagram of five templates and one data record says 1, and
+// goflow2 would read the first template and silently drop the rest, and
+// with them every flow of those templates. The datagram's length bounds
+// the flowsets instead.
+func decodeNetFlow9(b []byte, templates netflow.NetFlowTemplateSystem, p *netflow.NFv9Packet) error {
+	if len(b) < nfv9HeaderLen {
+		return fmt.Errorf("netflow v9 header: %w", io.ErrUnexpectedEOF)
+	}
+	p.Version = 9
+	p.Count = binary.BigEndian.Uint16(b[2:4])
+	p.SystemUptime = binary.BigEndian.Uint32(b[4:8])
+	p.UnixSeconds = binary.BigEndian.Uint32(b[8:12])
+	p.SequenceNumber = binary.BigEndian.Uint32(b[12:16])
+	p.SourceId = binary.BigEndian.Uint32(b[16:20])
+	sets, err := netflow.DecodeMessageCommon(bytes.NewBuffer(b[nfv9HeaderLen:]), templates, p.SourceId, math.MaxUint16, 9)
+	p.FlowSets = sets
+	return err
 }
 
 // samplingOf returns the 1-in-N sampling rate that the fields announce,
