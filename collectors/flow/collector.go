@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sdnoc/sdnoc/internal/waitctx"
 )
 
 // maxDatagram is the largest UDP payload.
@@ -154,12 +156,8 @@ func (c *Collector) Stop(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	done := make(chan struct{})
-	go func() { c.workers.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("stop flow collector: %w", ctx.Err()))
+	if err := waitctx.Wait(ctx, &c.workers); err != nil {
+		errs = append(errs, fmt.Errorf("stop flow collector: %w", err))
 	}
 	return errors.Join(errs...)
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sdnoc/sdnoc/internal/waitctx"
 )
 
 // Deps are what a Collector needs from its host.
@@ -111,7 +113,7 @@ func (c *Collector) Stop(ctx context.Context) error {
 	cancel()
 	// The link loops end at once, but may still bind a socket until then;
 	// the emitter may be inside OnSample.
-	if err := waitGroup(ctx, &c.runs); err != nil {
+	if err := waitctx.Wait(ctx, &c.runs); err != nil {
 		return fmt.Errorf("stop probe collector: %w", err)
 	}
 	var errs []error
@@ -120,9 +122,9 @@ func (c *Collector) Stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("link %s: %w", l.cfg.ID, err))
 		}
 	}
-	if err := waitGroup(ctx, &c.readers); err != nil {
+	if err := waitctx.Wait(ctx, &c.readers); err != nil {
 		errs = append(errs, fmt.Errorf("stop probe collector: %w", err))
-	} else if err := waitGroup(ctx, &c.emitter); err != nil {
+	} else if err := waitctx.Wait(ctx, &c.emitter); err != nil {
 		errs = append(errs, fmt.Errorf("stop probe collector: OnSample has not returned: %w", err))
 	}
 	return errors.Join(errs...)

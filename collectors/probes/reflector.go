@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sdnoc/sdnoc/internal/waitctx"
 )
 
 // unknownTTL goes in Session-Sender TTL when the kernel did not give the
@@ -83,7 +85,7 @@ func (r *Reflector) Stop(ctx context.Context) error {
 		return nil
 	}
 	err := conn.Close()
-	if err := waitGroup(ctx, &r.wg); err != nil {
+	if err := waitctx.Wait(ctx, &r.wg); err != nil {
 		return fmt.Errorf("stop reflector: %w", err)
 	}
 	if err != nil {
@@ -145,17 +147,5 @@ func (r *Reflector) serve(conn *net.UDPConn) {
 			continue
 		}
 		r.metrics.reflected.Inc()
-	}
-}
-
-// waitGroup waits for wg, or returns ctx's error when ctx ends first.
-func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sdnoc/sdnoc/internal/waitctx"
 )
 
 // Deps are what a Collector needs from its host.
@@ -106,14 +108,10 @@ func (c *Collector) Stop(ctx context.Context) error {
 		return nil
 	}
 	cancel()
-	done := make(chan struct{})
-	go func() { c.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop telemetry collector: %w", ctx.Err())
+	if err := waitctx.Wait(ctx, &c.wg); err != nil {
+		return fmt.Errorf("stop telemetry collector: %w", err)
 	}
+	return nil
 }
 
 // emit reports every link each interval until ctx ends.

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sdnoc/sdnoc/internal/waitctx"
 )
 
 const (
@@ -162,12 +164,8 @@ func (r *Relay) Stop(ctx context.Context) error {
 	}
 	cancel()
 	err := conn.Close()
-	done := make(chan struct{})
-	go func() { r.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return fmt.Errorf("stop relay: %w", ctx.Err())
+	if err := waitctx.Wait(ctx, &r.wg); err != nil {
+		return fmt.Errorf("stop relay: %w", err)
 	}
 	if err != nil {
 		return fmt.Errorf("close %s: %w", r.cfg.Listen, err)
