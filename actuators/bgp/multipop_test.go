@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/sdnoc/sdnoc/internal/starttest"
 	"github.com/sdnoc/sdnoc/lab/loopback"
 )
@@ -71,5 +73,21 @@ func TestWithdrawAll(t *testing.T) {
 		if len(ps) != 0 {
 			t.Errorf("%s still applies %v", n, ps)
 		}
+	}
+}
+
+// TestSessionsCorrectTheGauge: a peer event that arrives out of order can
+// leave session_up at 0 on an established session; Sessions, which reads
+// the state itself, puts it right.
+func TestSessionsCorrectTheGauge(t *testing.T) {
+	_, port := startISP(t, "isp1", "127.20.15.2", ispASN+1, "127.20.15.1")
+	s := startSpeaker(t, labConfig(Neighbor{Name: "pop1/isp1", Address: "127.20.15.2", Port: port, PeerASN: ispASN + 1, LocalAddress: "127.20.15.1"}), nil)
+	waitUp(t, s)
+	s.m.sessionUp.WithLabelValues("pop1/isp1").Set(0) // as a late "active" event would
+	if _, err := s.Sessions(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(s.m.sessionUp.WithLabelValues("pop1/isp1")); got != 1 {
+		t.Fatalf("session_up after Sessions = %v, want 1", got)
 	}
 }

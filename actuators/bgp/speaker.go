@@ -32,6 +32,7 @@ import (
 
 	"github.com/sdnoc/sdnoc/actuators/bgp/gobgplog"
 	"github.com/sdnoc/sdnoc/actuators/bgp/gobgpstop"
+	"github.com/sdnoc/sdnoc/internal/waitctx"
 )
 
 var (
@@ -347,15 +348,11 @@ func (s *Speaker) Stop(ctx context.Context) error {
 			}
 		})
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		s.log.Info("bgp speaker stopped")
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop: %w", ctx.Err())
+	if err := waitctx.Wait(ctx, &wg); err != nil {
+		return fmt.Errorf("stop: %w", err)
 	}
+	s.log.Info("bgp speaker stopped")
+	return nil
 }
 
 // WithdrawAll withdraws every announced prefix from every neighbour. Call
@@ -529,7 +526,8 @@ func (s *Speaker) adjOut(ctx context.Context, l *link) ([]netip.Prefix, error) {
 	return ps, nil
 }
 
-// Sessions returns the state of every neighbour's session, by name.
+// Sessions returns the state of every neighbour's session, by name, and
+// sets the session_up gauge from it.
 func (s *Speaker) Sessions(ctx context.Context) (map[string]Session, error) {
 	out := make(map[string]Session, len(s.order))
 	for _, l := range s.order {
@@ -538,6 +536,18 @@ func (s *Speaker) Sessions(ctx context.Context) (map[string]Session, error) {
 			return nil, fmt.Errorf("session %s: %w", l.n.Name, err)
 		}
 		out[l.n.Name] = ss
+		// The peer events that also set the gauge come in no fixed order
+		// (GoBGP starts a goroutine per event), so an earlier state can
+		// land after ESTABLISHED; the state read here is authoritative.
+		l.mu.Lock()
+		if l.srv != nil {
+			up := 0.0
+			if ss.Up {
+				up = 1
+			}
+			s.m.sessionUp.WithLabelValues(l.n.Name).Set(up)
+		}
+		l.mu.Unlock()
 	}
 	return out, nil
 }
