@@ -49,12 +49,21 @@ func TestGNMIAgentCommand(t *testing.T) {
 		{Name: "interfaces"}, {Name: "interface", Key: map[string]string{"name": "lo"}},
 		{Name: "state"}, {Name: "counters"}, {Name: "in-octets"},
 	}}}}
-	for range 50 { // the command may not be listening yet
+	// The command may not be listening yet: under -race on a loaded CI
+	// machine its start has taken more than a second.
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			done <- err // for the deferred check
+			t.Fatalf("gnmi-agent exited before answering: %v", err)
+		default:
+		}
 		rctx, rcancel := context.WithTimeout(t.Context(), time.Second)
-		resp, err := client.Get(rctx, req)
+		resp, err := client.Get(rctx, req, grpc.WaitForReady(true))
 		rcancel()
 		if err != nil {
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond)
 			continue
 		}
 		u := resp.GetNotification()[0].GetUpdate()
