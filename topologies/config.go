@@ -186,6 +186,8 @@ func show(p any) string {
 		return strconv.Itoa(*p)
 	case *time.Duration:
 		return showDuration(*p)
+	case *string:
+		return strconv.Quote(*p)
 	}
 	return fmt.Sprint(p)
 }
@@ -221,6 +223,8 @@ func setField(p any, s string) string {
 			return fmt.Sprintf("%q is not a whole number; write a number such as 20", s)
 		}
 		*p = n
+	case *string:
+		*p = s
 	case *time.Duration:
 		d, err := time.ParseDuration(s)
 		if err != nil {

@@ -24,6 +24,8 @@ func (raw rawTopology) convert(e *errList) *Topology {
 	t.Probes = convertSection(e, "probes", raw.Probes, DefaultProbes(), probeFields, deflt)
 	t.BGP = convertSection(e, "bgp", raw.BGP, DefaultBGP(), bgpFields, deflt)
 	t.Thresholds = convertSection(e, "thresholds", raw.Thresholds, DefaultThresholds(), thresholdFields, deflt)
+	t.Flow = convertSection(e, "flow", raw.Flow, DefaultFlow(), flowFields, deflt)
+	t.Telemetry = convertSection(e, "telemetry", raw.Telemetry, DefaultTelemetry(), telemetryFields, deflt)
 	for i, rp := range raw.PoPs {
 		t.PoPs = append(t.PoPs, rp.convert(e, fmt.Sprintf("pops[%d]", i), t.Thresholds))
 	}
@@ -55,6 +57,9 @@ func (rp rawPoP) convert(e *errList, path string, global Thresholds) PoP {
 	for j, rl := range rp.Links {
 		p.Links = append(p.Links, rl.convert(e, fmt.Sprintf("%s.links[%d]", path, j), global))
 	}
+	for j, rr := range rp.Routers {
+		p.Routers = append(p.Routers, rr.convert(e, fmt.Sprintf("%s.routers[%d]", path, j)))
+	}
 	return p
 }
 
@@ -71,6 +76,9 @@ func (rl rawLink) convert(e *errList, path string, global Thresholds) Link {
 		NextHopV4:    parseAddr(e, path+".next_hop_v4", rl.NextHopV4, "is not an IP address; write an IPv4 address such as 198.18.1.1, or delete the key"),
 		NextHopV6:    parseAddr(e, path+".next_hop_v6", rl.NextHopV6, "is not an IP address; write an IPv6 address such as 2001:db8::1, or delete the key"),
 		Thresholds:   convertSection(e, path+".thresholds", rl.Thresholds, global, thresholdFields, "or delete the key to use the global value (%s)"),
+		Router:       rl.Router,
+		Interface:    rl.Interface,
+		IfIndex:      parseIfIndex(e, path+".ifindex", rl.IfIndex),
 	}
 	if rl.Capacity != "" {
 		c, msg := parseCapacity(rl.Capacity)

@@ -16,14 +16,17 @@ type (
 		PoPs                    []rawPoP
 		Prefixes                []rawPrefix
 		Thresholds, Probes, BGP map[string]string // key -> value, set keys only
+		Flow, Telemetry         map[string]string
 	}
 	rawPoP struct {
 		Name, RouterID, ASN string
 		Links               []rawLink
+		Routers             []rawRouter
 	}
 	rawLink struct {
 		Name, ISP, PeerASN, Neighbor, NeighborPort, Local, ListenPort string
 		NextHopV4, NextHopV6, Capacity                                string
+		Router, Interface, IfIndex                                    string
 		ProbeTargets                                                  []string
 		Thresholds                                                    map[string]string
 	}
@@ -35,11 +38,11 @@ type (
 
 // The keys allowed in each mapping of the schema.
 var (
-	topKeys     = []string{"name", "pops", "prefixes", "thresholds", "probes", "bgp"}
-	popKeys     = []string{"name", "speaker", "links"}
+	topKeys     = []string{"name", "pops", "prefixes", "thresholds", "probes", "bgp", "flow", "telemetry"}
+	popKeys     = []string{"name", "speaker", "links", "routers"}
 	speakerKeys = []string{"router_id", "asn"}
 	linkKeys    = []string{"name", "isp", "peer_asn", "neighbor", "neighbor_port", "local", "listen_port",
-		"next_hop_v4", "next_hop_v6", "capacity", "probe_targets", "thresholds"}
+		"next_hop_v4", "next_hop_v6", "capacity", "probe_targets", "thresholds", "router", "interface", "ifindex"}
 	prefixKeys = []string{"prefix", "publish"}
 )
 
@@ -64,13 +67,15 @@ func decode(e *errList, doc map[string]any) rawTopology {
 	raw.Thresholds = d.section("thresholds", top["thresholds"], fieldKeys(thresholdFields))
 	raw.Probes = d.section("probes", top["probes"], fieldKeys(probeFields))
 	raw.BGP = d.section("bgp", top["bgp"], fieldKeys(bgpFields))
+	raw.Flow = d.section("flow", top["flow"], fieldKeys(flowFields))
+	raw.Telemetry = d.section("telemetry", top["telemetry"], fieldKeys(telemetryFields))
 	return raw
 }
 
 type decoder struct{ e *errList }
 
 func (d decoder) pop(path string, v any) rawPoP {
-	m := d.mapping(path, v, "PoP (name, speaker, links)", popKeys)
+	m := d.mapping(path, v, "PoP (name, speaker, links, routers)", popKeys)
 	sp := d.mapping(path+".speaker", m["speaker"], "speaker (router_id, asn)", speakerKeys)
 	p := rawPoP{
 		Name:     d.scalar(path+".name", m["name"]),
@@ -79,6 +84,9 @@ func (d decoder) pop(path string, v any) rawPoP {
 	}
 	for j, lv := range d.list(path+".links", m["links"], "links") {
 		p.Links = append(p.Links, d.link(fmt.Sprintf("%s.links[%d]", path, j), lv))
+	}
+	for j, rv := range d.list(path+".routers", m["routers"], "routers") {
+		p.Routers = append(p.Routers, d.router(fmt.Sprintf("%s.routers[%d]", path, j), rv))
 	}
 	return p
 }
@@ -99,6 +107,9 @@ func (d decoder) link(path string, v any) rawLink {
 		Capacity:     s("capacity"),
 		ProbeTargets: d.scalars(path+".probe_targets", m["probe_targets"], "addresses such as 198.18.9.1:862"),
 		Thresholds:   d.section(path+".thresholds", m["thresholds"], fieldKeys(thresholdFields)),
+		Router:       s("router"),
+		Interface:    s("interface"),
+		IfIndex:      s("ifindex"),
 	}
 }
 

@@ -118,6 +118,12 @@ func envKeys() []string {
 	for _, k := range fieldKeys(bgpFields) {
 		keys = append(keys, "bgp."+k)
 	}
+	for _, k := range fieldKeys(flowFields) {
+		keys = append(keys, "flow."+k)
+	}
+	for _, k := range fieldKeys(telemetryFields) {
+		keys = append(keys, "telemetry."+k)
+	}
 	return keys
 }
 

@@ -30,6 +30,12 @@ type Topology struct {
 	Probes Probes
 	// BGP holds the session timers.
 	BGP BGP
+	// Flow is how the flow collector listens; it runs when a router has
+	// a flow_exporter.
+	Flow Flow
+	// Telemetry is how the gNMI collector samples; it runs when a router
+	// has a gnmi target.
+	Telemetry Telemetry
 	// Source is the file the topology came from, or the name given to
 	// Parse; "" for a topology built in code. Errors start with it.
 	Source string
@@ -43,6 +49,9 @@ type PoP struct {
 	Speaker Speaker
 	// Links are the PoP's ISP links, in file order; at least one.
 	Links []Link
+	// Routers are the PoP's border routers that report load (gNMI,
+	// flows), in file order; may be empty.
+	Routers []Router
 }
 
 // Speaker is the identity of a PoP's BGP speaker.
@@ -82,6 +91,11 @@ type Link struct {
 	// Thresholds are the link's effective thresholds: the global ones with
 	// the link's overrides merged key by key.
 	Thresholds Thresholds
+	// Router names the PoP's router the link lands on, "" for none: its
+	// load is then not measured. Interface is the link's interface name
+	// on the router (gNMI), IfIndex its SNMP ifIndex (flows); 0 unset.
+	Router, Interface string
+	IfIndex           uint32
 }
 
 // DefaultProbePort is the probe port used when a target leaves it out: the
@@ -121,6 +135,12 @@ func (t *Topology) problems() []fieldError {
 	for _, p := range t.BGP.check() {
 		e.add("bgp."+p.key, "%s, or delete the key for the default (%s)", p.msg, fieldValue(bgpFields, DefaultBGP(), p.key))
 	}
+	for _, p := range t.Flow.check() {
+		e.add("flow."+p.key, "%s, or delete the key for the default (%s)", p.msg, fieldValue(flowFields, DefaultFlow(), p.key))
+	}
+	for _, p := range t.Telemetry.check() {
+		e.add("telemetry."+p.key, "%s, or delete the key for the default (%s)", p.msg, fieldValue(telemetryFields, DefaultTelemetry(), p.key))
+	}
 	for _, p := range t.Thresholds.check(t.Probes) {
 		e.add("thresholds."+p.key, "%s, or delete the key for the default (%s)", p.msg, fieldValue(thresholdFields, DefaultThresholds(), p.key))
 	}
@@ -136,6 +156,7 @@ func (t *Topology) checkPoPs(e *errList) {
 	}
 	popAt := make(map[string]int)
 	routerIDAt := make(map[netip.Addr]int)
+	routerAt := make(map[string]string)
 	for i, pop := range t.PoPs {
 		path := fmt.Sprintf("pops[%d]", i)
 		checkName(e, path+".name", pop.Name, "PoP", "ams")
@@ -181,7 +202,10 @@ func (t *Topology) checkPoPs(e *errList) {
 				neighborAt[l.Neighbor] = j
 			}
 			t.checkLink(e, lp, pop, l)
+			checkLinkRouter(e, lp, pop, l)
 		}
+		checkRouters(e, path, pop, routerAt)
+		checkIfIndexes(e, path, pop)
 	}
 }
 

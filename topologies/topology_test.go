@@ -217,7 +217,7 @@ var parseTests = []struct {
 	{
 		name: "top level is a list",
 		doc:  "- name: ams\n",
-		want: []string{`t.yaml: not valid YAML: the top level must be a mapping of keys (name, pops, prefixes, thresholds, probes, bgp)`},
+		want: []string{`t.yaml: not valid YAML: the top level must be a mapping of keys (name, pops, prefixes, thresholds, probes, bgp, flow, telemetry)`},
 	},
 	{
 		name:  "capacity with units, zero, missing",
