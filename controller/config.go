@@ -20,12 +20,13 @@ type Config struct {
 	Tick        time.Duration // decision step period; default 100ms
 	SessionPoll time.Duration // how often BGP session states are read; default 1s
 	AppliedSync time.Duration // how often the speakers' adj-RIB-out is read back; default 30s
+	FlowPoll    time.Duration // how often the flow rates are handed to the engine; default 1s
 }
 
 // DefaultConfig returns the periods sdnoc uses; Topology and JournalPath
 // must still be set.
 func DefaultConfig() Config {
-	return Config{Tick: 100 * time.Millisecond, SessionPoll: time.Second, AppliedSync: 30 * time.Second}
+	return Config{Tick: 100 * time.Millisecond, SessionPoll: time.Second, AppliedSync: 30 * time.Second, FlowPoll: time.Second}
 }
 
 // Validate reports every unusable field.
@@ -40,7 +41,7 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"tick", c.Tick}, {"session_poll", c.SessionPoll}, {"applied_sync", c.AppliedSync}} {
+	}{{"tick", c.Tick}, {"session_poll", c.SessionPoll}, {"applied_sync", c.AppliedSync}, {"flow_poll", c.FlowPoll}} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s: %v must be positive", d.name, d.v))
 		}

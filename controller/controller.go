@@ -14,7 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sdnoc/sdnoc/actuators/bgp"
+	"github.com/sdnoc/sdnoc/collectors/flow"
 	"github.com/sdnoc/sdnoc/collectors/probes"
+	"github.com/sdnoc/sdnoc/collectors/telemetry"
 	"github.com/sdnoc/sdnoc/decisions"
 	"github.com/sdnoc/sdnoc/journal"
 )
@@ -49,6 +51,12 @@ type Controller struct {
 	probes  *probes.Collector
 	speaker *bgp.Speaker // nil in a dry run
 	samples chan probes.Sample
+	// The load collectors; nil when no router reports flows or gNMI.
+	flows        *flow.Collector
+	flowLinks    []flowLink
+	flowsStarted time.Time
+	telemetry    *telemetry.Collector
+	loads        chan telemetry.Sample
 
 	mu       sync.Mutex // guards status and lastStep
 	engine   *decisions.Engine
@@ -81,6 +89,7 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		cfg: cfg, deps: deps, log: deps.Log,
 		metrics: newMetrics(prometheus.WrapRegistererWithPrefix("sdnoc_controller_", deps.Reg)),
 		samples: make(chan probes.Sample, 4096),
+		loads:   make(chan telemetry.Sample, 4096),
 		alerts:  map[string]string{},
 		retryAt: map[string]time.Time{},
 		seenUp:  map[string]bool{},
@@ -98,6 +107,23 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		return nil, fmt.Errorf("probes: %w", err)
 	}
 	c.probes = pc
+	if fc, links, ok := flowConfig(cfg.Topology); ok {
+		f, err := flow.New(fc, flow.Deps{Log: deps.Log.With("component", "flow"), Now: deps.Now,
+			Reg: prometheus.WrapRegistererWithPrefix("sdnoc_collectors_flow_", deps.Reg)})
+		if err != nil {
+			return nil, fmt.Errorf("flow collector: %w", err)
+		}
+		c.flows, c.flowLinks = f, links
+	}
+	if tc, ok := telemetryConfig(cfg.Topology); ok {
+		tl, err := telemetry.New(tc, telemetry.Deps{Log: deps.Log.With("component", "telemetry"), Now: deps.Now,
+			Reg:      prometheus.WrapRegistererWithPrefix("sdnoc_collectors_telemetry_", deps.Reg),
+			OnSample: c.onLoad})
+		if err != nil {
+			return nil, fmt.Errorf("telemetry collector: %w", err)
+		}
+		c.telemetry = tl
+	}
 	if !cfg.DryRun {
 		sp, err := bgp.New(speakerConfig(cfg.Topology), bgp.Deps{Log: deps.Log.With("component", "bgp"),
 			Reg: prometheus.WrapRegistererWithPrefix("sdnoc_actuators_bgp_", deps.Reg)})
@@ -173,6 +199,13 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 		return fail(fmt.Errorf("probes: %w", err))
 	}
+	if err := c.startLoad(ctx); err != nil {
+		_ = c.probes.Stop(context.WithoutCancel(ctx))
+		if c.speaker != nil {
+			_ = c.speaker.Stop(context.WithoutCancel(ctx))
+		}
+		return fail(err)
+	}
 	c.done = make(chan struct{})
 	go c.loop(run)
 	return nil
@@ -205,6 +238,16 @@ func (c *Controller) Halt(ctx context.Context) error {
 	var errs []error
 	if err := c.probes.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("probes: %w", err))
+	}
+	if c.flows != nil {
+		if err := c.flows.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("flows: %w", err))
+		}
+	}
+	if c.telemetry != nil {
+		if err := c.telemetry.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("telemetry: %w", err))
+		}
 	}
 	if c.cancel != nil {
 		c.cancel()
@@ -242,12 +285,18 @@ func (c *Controller) loop(ctx context.Context) {
 	defer sessions.Stop()
 	resync := time.NewTicker(c.cfg.AppliedSync)
 	defer resync.Stop()
+	flows := time.NewTicker(c.cfg.FlowPoll)
+	defer flows.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case s := <-c.samples:
 			c.observe(s)
+		case s := <-c.loads:
+			c.observeLoad(s)
+		case <-flows.C:
+			c.readFlows(c.deps.Now())
 		case <-tick.C:
 			c.step(ctx)
 		case <-sessions.C:

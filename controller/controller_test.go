@@ -55,7 +55,8 @@ func newHarness(t *testing.T, base byte) *harness {
 	}
 	th := topologies.DefaultThresholds()
 	th.Exit, th.HoldDown = 5*time.Second, 5*time.Second
-	topo := &topologies.Topology{Name: "it", Thresholds: th, Probes: topologies.DefaultProbes(), BGP: topologies.DefaultBGP()}
+	topo := &topologies.Topology{Name: "it", Thresholds: th, Probes: topologies.DefaultProbes(), BGP: topologies.DefaultBGP(),
+		Flow: topologies.DefaultFlow(), Telemetry: topologies.DefaultTelemetry()}
 	topo.BGP.ConnectRetry, topo.BGP.HoldTime, topo.BGP.Keepalive = time.Second, 9*time.Second, 3*time.Second
 	pop := topologies.PoP{Name: "pop1", Speaker: topologies.Speaker{RouterID: netip.MustParseAddr("198.18.0.1"), ASN: 65000}}
 	var ids []string

@@ -17,6 +17,8 @@ func builtin() *topologies.Topology {
 		Thresholds: topologies.DefaultThresholds(),
 		Probes:     topologies.DefaultProbes(),
 		BGP:        topologies.DefaultBGP(),
+		Flow:       topologies.DefaultFlow(),
+		Telemetry:  topologies.DefaultTelemetry(),
 	}
 	pop := topologies.PoP{Name: "demo", Speaker: topologies.Speaker{RouterID: netip.MustParseAddr("198.18.0.1"), ASN: 65000}}
 	for i, name := range []string{"isp1", "isp2", "isp3"} {
@@ -47,7 +49,8 @@ func DemoThresholds() topologies.Thresholds {
 // addresses, port and probe targets point at the lab's ISPs; prefixes are
 // those published in the PoP, on its links.
 func fitToLab(src *topologies.Topology, pop topologies.PoP, l *loopback.Lab, th *topologies.Thresholds) (*topologies.Topology, error) {
-	t := &topologies.Topology{Name: src.Name + " (demo on loopback)", Probes: src.Probes, BGP: src.BGP, Thresholds: src.Thresholds}
+	t := &topologies.Topology{Name: src.Name + " (demo on loopback)", Probes: src.Probes, BGP: src.BGP, Thresholds: src.Thresholds,
+		Flow: topologies.DefaultFlow(), Telemetry: topologies.DefaultTelemetry()}
 	if th != nil {
 		t.Thresholds = *th
 	}
@@ -59,6 +62,9 @@ func fitToLab(src *topologies.Topology, pop topologies.PoP, l *loopback.Lab, th 
 		x := l.ISPs[i]
 		lk.Local, lk.Neighbor, lk.NeighborPort, lk.ListenPort = x.Local, x.Neighbor.Addr(), int(x.Neighbor.Port()), -1
 		lk.NextHopV4, lk.NextHopV6 = netip.Addr{}, netip.Addr{}
+		// The file's routers are not on loopback; the degradation demo
+		// needs no load.
+		lk.Router, lk.Interface, lk.IfIndex = "", "", 0
 		lk.ProbeTargets = x.Targets()
 		if th != nil {
 			lk.Thresholds = *th

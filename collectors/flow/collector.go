@@ -52,6 +52,9 @@ type Collector struct {
 	// Counters resolved once, so that a record costs no label lookup.
 	datagramsBy, recordsBy map[string]prometheus.Counter
 	unattributedBy         map[string]prometheus.Counter
+	// lastSeen holds, per configured exporter, the Unix nanoseconds of
+	// its last datagram. Built in New, read-only since: no lock.
+	lastSeen map[netip.Addr]*atomic.Int64
 
 	datagrams, records, decodeErrors, noTemplate atomic.Uint64
 
@@ -89,6 +92,10 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 		datagramsBy:    make(map[string]prometheus.Counter),
 		recordsBy:      make(map[string]prometheus.Counter),
 		unattributedBy: make(map[string]prometheus.Counter),
+		lastSeen:       make(map[netip.Addr]*atomic.Int64),
+	}
+	for _, e := range cfg.Exporters {
+		c.lastSeen[e.Address.Unmap()] = new(atomic.Int64)
 	}
 	for _, f := range []string{FormatSFlow5, FormatNetFlow5, FormatNetFlow9, FormatIPFIX, "unknown"} {
 		c.datagramsBy[f] = c.metrics.datagrams.WithLabelValues(f)
@@ -187,7 +194,9 @@ func (c *Collector) receive(conn *net.UDPConn) {
 			continue
 		}
 		n, format = 0, ""
-		err = c.dec.Decode(from, buf[:size], c.deps.Now(), emit)
+		now := c.deps.Now()
+		c.seen(from.Addr(), now)
+		err = c.dec.Decode(from, buf[:size], now, emit)
 		c.count(buf[:size], format, n, err)
 	}
 }
@@ -256,4 +265,23 @@ func (c *Collector) Stats() Stats {
 		DecodeErrors: c.decodeErrors.Load(), NoTemplate: c.noTemplate.Load(),
 		Refused: c.agg.Refused(),
 	}
+}
+
+// seen records a datagram from addr, if addr is a configured exporter.
+func (c *Collector) seen(addr netip.Addr, now time.Time) {
+	if t, ok := c.lastSeen[addr.Unmap()]; ok {
+		t.Store(now.UnixNano())
+	}
+}
+
+// LastDatagram returns when the configured exporter at addr last sent a
+// datagram, whatever it held; the zero Time if it never has or is not
+// configured. A link whose exporter has gone quiet has rates of zero that
+// mean nothing: this tells the two apart.
+func (c *Collector) LastDatagram(addr netip.Addr) time.Time {
+	t, ok := c.lastSeen[addr.Unmap()]
+	if !ok || t.Load() == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, t.Load())
 }

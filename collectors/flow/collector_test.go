@@ -153,6 +153,12 @@ func TestCollectorUDP(t *testing.T) {
 			t.Errorf("%s%v = %v, want %v", m.name, m.labels, got, m.want)
 		}
 	}
+	if got := c.LastDatagram(netip.MustParseAddr("127.0.0.1")); !got.Equal(t0.Add(500 * time.Millisecond)) {
+		t.Errorf("LastDatagram(exporter) = %v, want the clock's %v", got, t0.Add(500*time.Millisecond))
+	}
+	if got := c.LastDatagram(netip.MustParseAddr("127.0.0.2")); !got.IsZero() {
+		t.Errorf("LastDatagram(not an exporter) = %v, want zero", got)
+	}
 	// Time passes: the window empties.
 	clk.mu.Lock()
 	clk.now = clk.now.Add(time.Minute)
