@@ -73,7 +73,10 @@ func NewAggregator(cfg Config) *Aggregator {
 		for ifx, id := range e.Interfaces {
 			l, ok := a.links[id]
 			if !ok {
-				l = &linkAgg{buckets: make([]bucket, a.window)}
+				// One bucket more than the window: the second the window
+				// starts in is still needed, in part, while the current
+				// one fills.
+				l = &linkAgg{buckets: make([]bucket, a.window+1)}
 				for i := range l.buckets {
 					l.buckets[i].sec = -1
 				}
@@ -104,7 +107,7 @@ func (a *Aggregator) Add(r *Record) string {
 	}
 	sec := r.Time.Unix()
 	l.mu.Lock()
-	b := &l.buckets[mod(sec, a.window)]
+	b := &l.buckets[mod(sec, int64(len(l.buckets)))]
 	if sec < b.sec {
 		// The bucket holds a newer second: the record is older than the
 		// window.
@@ -136,24 +139,38 @@ func mod(a, n int64) int64 {
 }
 
 // Rates returns the traffic through link toward each edge prefix over
-// the window ending at now (the window's seconds up to and including
-// now's), highest bytes/s first; nil for an unknown link or no traffic.
+// the window ending at now, highest bytes/s first; nil for an unknown
+// link or no traffic.
+//
+// The window is the last Window of time, (now-Window, now]: the seconds
+// before now's in full, now's second so far, and of the second the
+// window starts in the part the window still covers, taken as spread
+// evenly over it. Summing whole buckets over the window instead would
+// read low by up to a second's worth while the current bucket fills:
+// half the rate with a 2s window.
 func (a *Aggregator) Rates(link string, now time.Time) []PrefixRate {
 	l, ok := a.links[link]
 	if !ok {
 		return nil
 	}
 	end := now.Unix()
-	sums := make(map[int]counts)
+	first := end - a.window // covered for (1 - frac) of it
+	frac := float64(now.Sub(time.Unix(end, 0))) / float64(time.Second)
+	type sum struct{ bytes, packets float64 }
+	sums := make(map[int]sum)
 	l.mu.Lock()
 	for _, b := range l.buckets {
-		if b.sec <= end-a.window || b.sec > end {
+		if b.sec < first || b.sec > end {
 			continue
+		}
+		share := 1.0
+		if b.sec == first {
+			share = 1 - frac
 		}
 		for p, c := range b.counts {
 			s := sums[p]
-			s.bytes += c.bytes
-			s.packets += c.packets
+			s.bytes += share * float64(c.bytes)
+			s.packets += share * float64(c.packets)
 			sums[p] = s
 		}
 	}
@@ -164,11 +181,17 @@ func (a *Aggregator) Rates(link string, now time.Time) []PrefixRate {
 	out := make([]PrefixRate, 0, len(sums))
 	w := float64(a.window)
 	for p, c := range sums {
+		if c.bytes == 0 && c.packets == 0 {
+			continue
+		}
 		out = append(out, PrefixRate{
 			Prefix:        a.prefixes.prefixes[p],
-			BytesPerSec:   float64(c.bytes) / w,
-			PacketsPerSec: float64(c.packets) / w,
+			BytesPerSec:   c.bytes / w,
+			PacketsPerSec: c.packets / w,
 		})
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	slices.SortFunc(out, func(x, y PrefixRate) int {
 		if c := cmp.Compare(y.BytesPerSec, x.BytesPerSec); c != 0 {

@@ -3,6 +3,7 @@ package flow
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"net/netip"
 	"testing"
 	"time"
@@ -58,14 +59,18 @@ func TestAggregatorRates(t *testing.T) {
 	if got := a.Top(linkISP1, 1, now); len(got) != 1 || got[0].Prefix != edge24 {
 		t.Fatalf("Top(isp1, 1) = %+v", got)
 	}
-	// Five seconds later, half of the buckets have left the window.
-	if got := a.Rates(linkISP1, now.Add(5*time.Second)); len(got) != 2 || got[0].BytesPerSec != 500 || got[1].PacketsPerSec != 0.5 {
-		t.Fatalf("Rates(isp1) 5s later = %+v", got)
+	// Five seconds later the window is (t0+4.9s, t0+14.9s]: seconds 5
+	// to 9 in full and a tenth of second 4.
+	if got := a.Rates(linkISP1, now.Add(5*time.Second)); len(got) != 2 || !near(got[0].BytesPerSec, 510) || !near(got[1].PacketsPerSec, 0.51) {
+		t.Fatalf("Rates(isp1) 5s later = %+v, want 510 B/s and 0.51 packets/s", got)
 	}
-	// A new second reuses the oldest bucket: its old counts are gone.
+	// New seconds reuse the oldest buckets: second 11 takes second 0's.
+	// At t0+11.5s the window is half of second 1, seconds 2 to 10 and
+	// second 11 so far.
 	a.Add(rec(1, "198.51.100.1", 7000, 7, aggT0.Add(10*time.Second)))
-	if got := a.Rates(linkISP1, aggT0.Add(10*time.Second)); got[0].BytesPerSec != (9*1000+7000)/10.0 {
-		t.Fatalf("after the ring wrapped: %+v", got)
+	a.Add(rec(1, "198.51.100.1", 3000, 3, aggT0.Add(11*time.Second)))
+	if got := a.Rates(linkISP1, aggT0.Add(11500*time.Millisecond)); !near(got[0].BytesPerSec, (500+8*1000+7000+3000)/10.0) {
+		t.Fatalf("after the ring wrapped: %+v, want %v B/s", got, (500+8*1000+7000+3000)/10.0)
 	}
 	if got := a.Rates(linkISP1, now.Add(time.Hour)); got != nil {
 		t.Fatalf("an hour later: %+v, want nil", got)
@@ -91,10 +96,10 @@ func TestAggregatorUnattributed(t *testing.T) {
 			t.Errorf("Add(%+v) = %q, want %q", tt.r, got, tt.want)
 		}
 	}
-	// Ten seconds later the bucket is reused; a record as old as the
-	// first one no longer fits in the window.
-	if got := a.Add(rec(1, "198.51.100.1", 1, 1, aggT0.Add(10*time.Second))); got != "" {
-		t.Fatalf("Add 10s later = %q", got)
+	// Eleven seconds later (the window and the second it starts in) the
+	// bucket is reused; a record as old as the first one no longer fits.
+	if got := a.Add(rec(1, "198.51.100.1", 1, 1, aggT0.Add(11*time.Second))); got != "" {
+		t.Fatalf("Add 11s later = %q", got)
 	}
 	if got := a.Add(rec(1, "198.51.100.1", 1, 1, aggT0)); got != ReasonStale {
 		t.Fatalf("Add of a record older than the window = %q, want %q", got, ReasonStale)
@@ -161,5 +166,34 @@ func BenchmarkAggregatorParallel(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// near compares rates computed with fractions of a second.
+func near(got, want float64) bool {
+	return math.Abs(got-want) <= 1e-9*math.Max(1, math.Abs(want))
+}
+
+// TestAggregatorSteadyRate: a steady rate reads as itself at any moment
+// of the second, not lower while the current second fills.
+func TestAggregatorSteadyRate(t *testing.T) {
+	for _, window := range []time.Duration{2 * time.Second, 10 * time.Second} {
+		cfg := aggConfig()
+		cfg.Window = window
+		a := NewAggregator(cfg)
+		// 1000 B/s as ten records a second, for 30 s.
+		step := 100 * time.Millisecond
+		for at := aggT0; at.Before(aggT0.Add(30 * time.Second)); at = at.Add(step) {
+			a.Add(rec(1, "198.51.100.1", 100, 1, at))
+			if at.Sub(aggT0) < window+time.Second {
+				continue
+			}
+			// Just after this record: the rate over the window is what
+			// was sent in it, within one record.
+			got := a.Rates(linkISP1, at.Add(time.Millisecond))
+			if len(got) != 1 || math.Abs(got[0].BytesPerSec-1000) > 100/window.Seconds() {
+				t.Fatalf("window %v, at %v: %+v, want 1000 B/s within one record", window, at.Sub(aggT0), got)
+			}
+		}
 	}
 }
