@@ -53,6 +53,9 @@ type congestion struct {
 	changed       time.Time
 	moved         bitset
 	movedRate     map[int]float64 // rate of each moved prefix when it moved
+	// roomSince is when the link last began to have room for its
+	// smallest moved prefix; zero while it has none.
+	roomSince     time.Time
 	congestionCfg Congestion
 }
 
@@ -299,17 +302,33 @@ func (e *Engine) planCongestion(now time.Time, d *Decision) {
 			d.Alerts = append(d.Alerts, Alert{Link: l.cfg.ID, Kind: "congestion", Text: text})
 		}
 	}
-	// Restore moved prefixes, smallest first, where the link has room for
-	// their rate plus headroom, and the link is no longer congested.
+	// Restore moved prefixes, smallest first, where the link is no longer
+	// congested and has had room for their rate plus headroom for the
+	// exit duration: a dip in the crowd does not bring them back only to
+	// move them off again.
 	for i, l := range e.links {
 		c := l.cong
 		if c.congested || !known[i] || c.moved.count() == 0 {
+			c.roomSince = time.Time{}
 			continue
 		}
 		target := c.congestionCfg.TargetPct / 100 * float64(l.cfg.Capacity)
 		var back []int
 		c.moved.each(make(bitset, len(c.moved)), func(pi int) { back = append(back, pi) })
 		slices.SortFunc(back, func(a, b int) int { return cmp.Or(cmp.Compare(c.movedRate[a], c.movedRate[b]), cmp.Compare(a, b)) })
+		if proj[i]+c.movedRate[back[0]]*(1+c.congestionCfg.RestoreHeadroom/100) > target {
+			c.roomSince = time.Time{}
+			continue
+		}
+		if c.roomSince.IsZero() {
+			c.roomSince = now
+		}
+		if now.Sub(c.roomSince) < l.cfg.Thresholds.Exit {
+			continue
+		}
+		// What returns changes the link's load: the next ones wait for
+		// room to hold again, measured with these back.
+		c.roomSince = time.Time{}
 		for _, pi := range back {
 			need := c.movedRate[pi] * (1 + c.congestionCfg.RestoreHeadroom/100)
 			if proj[i]+need > target {
@@ -318,8 +337,8 @@ func (e *Engine) planCongestion(now time.Time, d *Decision) {
 			c.moved.clear(pi)
 			proj[i] += c.movedRate[pi]
 			d.Moves = append(d.Moves, Move{Link: l.cfg.ID, Prefix: e.prefixes[pi], RateBps: c.movedRate[pi], Back: true,
-				Reason: fmt.Sprintf("%s has room: %s back (%s + %.0f%% headroom) keeps it at %.1f%% of %s",
-					l.cfg.ID, e.prefixes[pi], bps(c.movedRate[pi]), c.congestionCfg.RestoreHeadroom,
+				Reason: fmt.Sprintf("%s has had room for %v: %s back (%s + %.0f%% headroom) keeps it at %.1f%% of %s",
+					l.cfg.ID, l.cfg.Thresholds.Exit, e.prefixes[pi], bps(c.movedRate[pi]), c.congestionCfg.RestoreHeadroom,
 					100*proj[i]/float64(l.cfg.Capacity), bps(float64(l.cfg.Capacity)))})
 			delete(c.movedRate, pi)
 		}

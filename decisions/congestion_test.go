@@ -163,7 +163,12 @@ func TestCongestionRestoreNeedsRoom(t *testing.T) {
 	if m := moves(ds, true); len(m) != 0 {
 		t.Fatalf("restored without room: %+v", m)
 	}
-	ds = feed(t, e, &now, 2*time.Second, map[string]float64{"pop1/isp1": 4 * gbit, "pop1/isp2": 3 * gbit, "pop1/isp3": 3 * gbit}, rates)
+	// Room now, but it must hold for the exit duration first.
+	room := map[string]float64{"pop1/isp1": 4 * gbit, "pop1/isp2": 3 * gbit, "pop1/isp3": 3 * gbit}
+	if m := moves(feed(t, e, &now, th.Exit-time.Second, room, rates), true); len(m) != 0 {
+		t.Fatalf("restored before room held for exit (%v): %+v", th.Exit, m)
+	}
+	ds = feed(t, e, &now, 2*time.Second, room, rates)
 	back := moves(ds, true)
 	if len(back) != 1 || back[0].Prefix != cpfx[1] || !strings.Contains(back[0].Reason, "headroom") {
 		t.Fatalf("restores = %+v; want %s back with its headroom explained", back, cpfx[1])
