@@ -37,9 +37,11 @@ fuzz:
 	  $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null; \
 	done
 
-# The README's first command, checked end to end: it must pass.
+# The README's first command, checked end to end: it must pass; and the
+# congestion scenario.
 demo:
 	$(GO) run ./cmd/sdnoc demo
+	$(GO) run ./cmd/sdnoc demo --scenario congestion
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)

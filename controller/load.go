@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"runtime"
 	"time"
@@ -160,4 +161,13 @@ func (c *Controller) startLoad(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// FlowAddr returns the flow collector's address once started; nil when
+// no router exports flows.
+func (c *Controller) FlowAddr() net.Addr {
+	if c.flows == nil {
+		return nil
+	}
+	return c.flows.Addr()
 }

@@ -24,8 +24,21 @@ import (
 	"github.com/sdnoc/sdnoc/topologies"
 )
 
+// Scenarios that Config.Scenario names.
+const (
+	// ScenarioDegradation: links lose packets, go dark and heal; sdnoc
+	// withdraws and restores whole links. The default.
+	ScenarioDegradation = "degradation"
+	// ScenarioCongestion: a flash crowd fills a link; sdnoc moves the
+	// fewest prefixes off it and brings them back when it cools. It
+	// runs on its own built-in network; Topology and PoP do not apply.
+	ScenarioCongestion = "congestion"
+)
+
 // Config says how to run the demo.
 type Config struct {
+	// Scenario is ScenarioDegradation ("" too) or ScenarioCongestion.
+	Scenario string
 	// Topology, if set, supplies the PoP, links, prefixes and thresholds
 	// instead of the built-in network; its addresses are replaced by the
 	// lab's loopback ones.
@@ -65,6 +78,7 @@ type Step struct {
 
 // Report is the demo's result.
 type Report struct {
+	Scenario                   string                `json:"scenario"`
 	Passed                     bool                  `json:"passed"`
 	Steps                      []Step                `json:"steps"`
 	WithdrawLatencyMS          float64               `json:"withdraw_latency_ms"`
@@ -78,6 +92,13 @@ type Report struct {
 	Timeline                   []Line                `json:"timeline"`
 	DurationMS                 float64               `json:"duration_ms"`
 	Refusal                    string                `json:"refusal,omitempty"`
+	// The congestion scenario: how long from the flash crowd to the first
+	// prefixes gone from the full link's RIB, and from its end to all
+	// back; which prefixes left, and which the fewest would be.
+	MoveLatencyMS float64        `json:"move_latency_ms,omitempty"`
+	BackLatencyMS float64        `json:"back_latency_ms,omitempty"`
+	Moved         []netip.Prefix `json:"moved,omitempty"`
+	ExpectedMoved []netip.Prefix `json:"expected_moved,omitempty"`
 }
 
 // runner holds one run's state.
@@ -102,6 +123,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.Base == 0 {
 		cfg.Base = 66
+	}
+	switch cfg.Scenario {
+	case "", ScenarioDegradation:
+	case ScenarioCongestion:
+		return runCongestion(ctx, cfg)
+	default:
+		return nil, fmt.Errorf("no scenario %q; the scenarios are %s and %s", cfg.Scenario, ScenarioDegradation, ScenarioCongestion)
 	}
 	src := cfg.Topology
 	if src == nil {
@@ -138,7 +166,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, p := range topo.Prefixes {
 		r.prefixes = append(r.prefixes, p.Prefix)
 	}
-	r.report = Report{Thresholds: topo.PoPs[0].Links[0].Thresholds, Probes: topo.Probes, Topology: src.Name,
+	r.report = Report{Scenario: ScenarioDegradation, Thresholds: topo.PoPs[0].Links[0].Thresholds, Probes: topo.Probes, Topology: src.Name,
 		Links: r.links, Prefixes: r.prefixes}
 	dir, err := os.MkdirTemp("", "sdnoc-demo-")
 	if err != nil {
@@ -160,6 +188,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.line(Line{Kind: "start", Text: fmt.Sprintf("sdnoc speaker AS%d with %d ISP links, %d prefixes; thresholds: %s",
 		pop.Speaker.ASN, len(r.links), len(r.prefixes), describe(r.report.Thresholds))})
 	r.scenario(ctx)
+	return r.finish(), nil
+}
+
+// finish judges the run and returns a copy of its report.
+func (r *runner) finish() *Report {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.report.Passed = len(r.report.Steps) > 0
@@ -169,7 +202,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.report.DurationMS = ms(time.Since(r.start))
 	rep := r.report
 	rep.Timeline = slices.Clone(r.report.Timeline)
-	return &rep, nil
+	return &rep
 }
 
 func pickPoP(t *topologies.Topology, name string) (topologies.PoP, error) {
@@ -207,7 +240,7 @@ func (r *runner) line(l Line) {
 // onEvent turns the controller's events into timeline lines.
 func (r *runner) onEvent(e controller.Event) {
 	switch e.Kind {
-	case "transition", "change", "refusal", "failed":
+	case "transition", "change", "refusal", "failed", "congestion", "move":
 		r.line(Line{Kind: e.Kind, Link: e.Link, Text: e.Text})
 	case "applied":
 		r.line(Line{Kind: "bgp", Link: e.Link, Text: fmt.Sprintf("%s %s", e.Action, prefixList(e.Prefixes))})

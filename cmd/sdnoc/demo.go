@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ func newDemo(lf *logFlags) *cobra.Command {
 	var (
 		asJSON, keep, verbose bool
 		topoPath, pop         string
+		scenario              string
 	)
 	c := &cobra.Command{
 		Use:   "demo",
@@ -29,10 +31,20 @@ every step in the ISPs' own RIBs:
   withdrawn from ISP-1 → ISP-3 loses 30% too → kept on ISP-3, refusal
   explained → links heal → announced again after the exit duration.
 
+--scenario congestion plays the other thing sdnoc detects, on its own
+network (one PoP, three ISPs): router br1 reports isp1 and isp2 over gNMI (an
+in-process gNMI agent) and IPFIX, router br2 reports isp3 over sFlow, all as
+real packets and RPCs on loopback. A flash crowd fills isp1 → sdnoc moves the
+fewest prefixes, by their measured rates, off isp1 onto links with room →
+the crowd leaves → they come back.
+
 Exit status 0 only when every step behaved as expected.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg := demo.Config{PoP: pop, KeepThresholds: keep, Log: slog.New(slog.DiscardHandler)}
+			cfg := demo.Config{Scenario: scenario, PoP: pop, KeepThresholds: keep, Log: slog.New(slog.DiscardHandler)}
+			if scenario == demo.ScenarioCongestion && (topoPath != "" || pop != "") {
+				return errors.New("--scenario congestion runs on its own network; drop --topology and --pop")
+			}
 			if verbose {
 				l, err := stderrLogger(cmd, lf)
 				if err != nil {
@@ -49,7 +61,11 @@ Exit status 0 only when every step behaved as expected.`,
 			}
 			out := cmd.OutOrStdout()
 			if !asJSON {
-				fmt.Fprintln(out, "sdnoc demo: the loop on loopback, real BGP (GoBGP) and real STAMP probes")
+				if scenario == demo.ScenarioCongestion {
+					fmt.Fprintln(out, "sdnoc demo: congestion on loopback, real BGP (GoBGP), gNMI (gRPC), IPFIX and sFlow")
+				} else {
+					fmt.Fprintln(out, "sdnoc demo: the loop on loopback, real BGP (GoBGP) and real STAMP probes")
+				}
 				cfg.OnLine = func(l demo.Line) { printLine(out, l) }
 			}
 			rep, err := demo.Run(cmd.Context(), cfg)
@@ -72,6 +88,7 @@ Exit status 0 only when every step behaved as expected.`,
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON report instead of the timeline")
+	c.Flags().StringVar(&scenario, "scenario", demo.ScenarioDegradation, "the scenario to play: degradation or congestion")
 	c.Flags().StringVar(&topoPath, "topology", "", "use this topology file's PoP, links, prefixes (on loopback) instead of the built-in network")
 	c.Flags().StringVar(&pop, "pop", "", "with --topology: the PoP to play (default: the first with 3 or more links)")
 	c.Flags().BoolVar(&keep, "keep-thresholds", false, "with --topology: use its thresholds, not the demo's short ones (slower)")
@@ -100,9 +117,15 @@ func printSummary(w io.Writer, r *demo.Report) {
 		}
 		fmt.Fprintf(w, "%s  %-24s %8.0f ms  %s\n", mark, s.Name, s.ElapsedMS, s.Observed)
 	}
-	fmt.Fprintf(w, "\nwithdraw latency (30%% loss starts -> gone from the ISP's RIB): %.0f ms\n", r.WithdrawLatencyMS)
-	fmt.Fprintf(w, "black-hole withdraw latency (link dark -> gone from the ISP's RIB): %.0f ms\n", r.BlackholeWithdrawLatencyMS)
-	fmt.Fprintf(w, "restore latency (links heal -> back in every RIB): %.0f ms\n", r.RestoreLatencyMS)
+	if r.Scenario == demo.ScenarioCongestion {
+		fmt.Fprintf(w, "\nmove latency (flash crowd starts -> prefixes gone from isp1's RIB): %.0f ms\n", r.MoveLatencyMS)
+		fmt.Fprintf(w, "moved: %v (the fewest that fit: %v)\n", r.Moved, r.ExpectedMoved)
+		fmt.Fprintf(w, "back latency (crowd over -> every prefix back in isp1's RIB): %.0f ms\n", r.BackLatencyMS)
+	} else {
+		fmt.Fprintf(w, "\nwithdraw latency (30%% loss starts -> gone from the ISP's RIB): %.0f ms\n", r.WithdrawLatencyMS)
+		fmt.Fprintf(w, "black-hole withdraw latency (link dark -> gone from the ISP's RIB): %.0f ms\n", r.BlackholeWithdrawLatencyMS)
+		fmt.Fprintf(w, "restore latency (links heal -> back in every RIB): %.0f ms\n", r.RestoreLatencyMS)
+	}
 	verdict := "PASSED"
 	if !r.Passed {
 		verdict = "FAILED"
