@@ -27,3 +27,6 @@ echo "== integration test (5 % loss and black hole; default loss thresholds)"
 for i in $(seq 1 "$count"); do
   go test -count=1 -run '^TestLoopOnRealPeers$' -v ./controller | grep -o 'black hole -> .*' || true
 done
+
+echo "== flow collector vs goflow2 v2.2.6 CLI (records per CPU-second, UDP drops)"
+bench/flow.sh 5
