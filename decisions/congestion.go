@@ -43,16 +43,16 @@ type PrefixLoad struct {
 
 // congestion is a link's congestion state.
 type congestion struct {
-	load          Load
-	hasLoad       bool
-	rates         map[int]float64 // prefix index -> bit/s, last measured
-	ratesAt       time.Time
-	congested     bool
-	overSince     time.Time
-	underSince    time.Time
-	changed       time.Time
-	moved         bitset
-	movedRate     map[int]float64 // rate of each moved prefix when it moved
+	load       Load
+	hasLoad    bool
+	rates      map[int]float64 // prefix index -> bit/s, last measured
+	ratesAt    time.Time
+	congested  bool
+	overSince  time.Time
+	underSince time.Time
+	changed    time.Time
+	moved      bitset
+	movedRate  map[int]float64 // rate of each moved prefix when it moved
 	// roomSince is when the link last began to have room for its
 	// smallest moved prefix; zero while it has none.
 	roomSince     time.Time
@@ -223,10 +223,20 @@ func (e *Engine) planCongestion(now time.Time, d *Decision) {
 	}
 	// Traffic of prefixes already moved that the flows still see on their
 	// old link has not drained yet: count it where it is going, not where
-	// it was, or every step would move more for the same excess.
+	// it was, or every step would move more for the same excess. It is
+	// scaled as the move was (flowScale), so that what a move was planned
+	// to shed is what is taken off.
 	for i, l := range e.links {
+		if l.cong.moved.count() == 0 {
+			continue
+		}
+		var seen float64
+		for _, r := range l.cong.rates {
+			seen += r
+		}
+		scale := flowScale(l.cong.load.Source, proj[i], seen)
 		l.cong.moved.each(make(bitset, len(l.cong.moved)), func(pi int) {
-			r := l.cong.rates[pi]
+			r := l.cong.rates[pi] * scale
 			if r <= 0 {
 				return
 			}
@@ -251,21 +261,28 @@ func (e *Engine) planCongestion(now time.Time, d *Decision) {
 			continue
 		}
 		cands := make([]int, 0, len(c.rates))
+		var seen float64
 		for pi, r := range c.rates {
 			if r > 0 && !c.moved.has(pi) && e.configured[i].has(pi) {
 				cands = append(cands, pi)
+				seen += r
 			}
 		}
+		scale := flowScale(c.load.Source, proj[i], seen)
 		// Largest first: the fewest prefixes that cover the excess.
 		slices.SortFunc(cands, func(a, b int) int {
 			return cmp.Or(cmp.Compare(c.rates[b], c.rates[a]), cmp.Compare(a, b))
 		})
+		scaled := ""
+		if scale > 1.005 {
+			scaled = fmt.Sprintf(" (its flows scaled ×%.2f to the link's measured load)", scale)
+		}
 		var refused []string
 		for _, pi := range cands {
 			if proj[i] <= target {
 				break
 			}
-			r := c.rates[pi]
+			r := c.rates[pi] * scale
 			recv := e.receivers(i, pi)
 			if len(recv) == 0 {
 				refused = append(refused, fmt.Sprintf("%s (%s): no other link of %s carries it", e.prefixes[pi], bps(r), l.cfg.PoP))
@@ -290,8 +307,8 @@ func (e *Engine) planCongestion(now time.Time, d *Decision) {
 				proj[ri] += share
 			}
 			d.Moves = append(d.Moves, Move{Link: l.cfg.ID, Prefix: e.prefixes[pi], RateBps: r,
-				Reason: fmt.Sprintf("%s congested; moving %s (%s) brings it to %.1f%% of %s, spread over %s",
-					l.cfg.ID, e.prefixes[pi], bps(r), 100*proj[i]/float64(l.cfg.Capacity), bps(float64(l.cfg.Capacity)), e.linkNames(recv))})
+				Reason: fmt.Sprintf("%s congested; moving %s (%s%s) brings it to %.1f%% of %s, spread over %s",
+					l.cfg.ID, e.prefixes[pi], bps(r), scaled, 100*proj[i]/float64(l.cfg.Capacity), bps(float64(l.cfg.Capacity)), e.linkNames(recv))})
 		}
 		if proj[i] > target {
 			text := fmt.Sprintf("%s stays congested: no safe plan moves enough (projected %.1f%% of %s, target %.0f%%)",
@@ -385,4 +402,25 @@ type CongestionChange struct {
 	Link      string `json:"link"`
 	Congested bool   `json:"congested"`
 	Reason    string `json:"reason"`
+}
+
+// maxFlowScale bounds how far flows are scaled up to a link's load: a
+// larger gap is not lag but traffic the flows do not see (another
+// exporter, traffic to other addresses), which moving prefixes would
+// not shed.
+const maxFlowScale = 2.0
+
+// flowScale is the factor the planner applies to a congested link's
+// per-prefix rates. Flows are averaged over a window (10s by default)
+// longer than enter (3s), so when a link is found congested they still
+// partly describe the calm before: prefixes would look smaller than they
+// are and the planner would move more of them than needed. Where the
+// load comes from the router's counters (not from the flows themselves),
+// the rates of the prefixes still on the link are scaled up so that they
+// add up to the load they share, at most maxFlowScale.
+func flowScale(source string, load, seen float64) float64 {
+	if source == "flows" || seen <= 0 || load <= seen {
+		return 1
+	}
+	return min(load/seen, maxFlowScale)
 }

@@ -1,6 +1,7 @@
 package decisions
 
 import (
+	"math"
 	"net/netip"
 	"strings"
 	"testing"
@@ -151,13 +152,13 @@ func TestCongestionRestoreNeedsRoom(t *testing.T) {
 	th := fastThresholds()
 	e := congestedPoP(t, Snapshot{})
 	now := t0
-	rates := map[netip.Prefix]float64{cpfx[1]: 4 * gbit, cpfx[2]: 1 * gbit}
+	rates := map[netip.Prefix]float64{cpfx[0]: 3 * gbit, cpfx[1]: 4 * gbit, cpfx[2]: 1 * gbit, cpfx[3]: 2 * gbit}
 	feed(t, e, &now, 4*time.Second, map[string]float64{"pop1/isp1": 10 * gbit, "pop1/isp2": 1 * gbit, "pop1/isp3": 1 * gbit}, rates)
 	if st := e.Status(); st[0].Moved != 1 {
 		t.Fatalf("setup: %d moved", st[0].Moved)
 	}
 	// The moved prefix's traffic has left isp1: the flows no longer see it.
-	rates = map[netip.Prefix]float64{cpfx[2]: 1 * gbit}
+	rates = map[netip.Prefix]float64{cpfx[0]: 3 * gbit, cpfx[2]: 1 * gbit, cpfx[3]: 2 * gbit}
 	// Below exit, but 6 Gbit/s + 4 × 1.1 does not fit under 9.
 	ds := feed(t, e, &now, th.Exit+th.HoldDown+2*time.Second, map[string]float64{"pop1/isp1": 6 * gbit, "pop1/isp2": 3 * gbit, "pop1/isp3": 3 * gbit}, rates)
 	if m := moves(ds, true); len(m) != 0 {
@@ -219,5 +220,44 @@ func TestCongestionMovedSurvivesRestart(t *testing.T) {
 	}
 	if got := e.Snapshot().Moved["pop1/isp1"]; len(got) != 1 || got[0] != cpfx[1] {
 		t.Fatalf("snapshot moved = %v", got)
+	}
+}
+
+// TestCongestionScalesLaggingFlows: the flows, averaged over a window
+// longer than enter, still show 60 % of the crowd when the link is found
+// congested. Scaled to the load the router counts, the one prefix that
+// sheds enough is moved, not the two the raw flows would suggest.
+func TestCongestionScalesLaggingFlows(t *testing.T) {
+	e := congestedPoP(t, Snapshot{})
+	now := t0
+	lagging := map[netip.Prefix]float64{}
+	for i, r := range []float64{2.2, 2.1, 2.0, 1.9, 1.8} { // the truth, 10 Gbit/s
+		lagging[cpfx[i]] = 0.6 * r * gbit
+	}
+	ds := feed(t, e, &now, 3*time.Second, map[string]float64{"pop1/isp1": 10.5 * gbit, "pop1/isp2": 3 * gbit, "pop1/isp3": 3 * gbit}, lagging)
+	mv := moves(ds, false)
+	if len(mv) != 1 || mv[0].Prefix != cpfx[0] || !strings.Contains(mv[0].Reason, "scaled ×1.75") {
+		t.Fatalf("moves = %+v; want only %s, its rate scaled ×1.75 to the load", mv, cpfx[0])
+	}
+	if got := mv[0].RateBps; math.Abs(got-1.75*0.6*2.2*gbit) > 1 {
+		t.Fatalf("moved rate %v, want the scaled %v", got, 1.75*0.6*2.2*gbit)
+	}
+}
+
+func TestFlowScale(t *testing.T) {
+	for _, tt := range []struct {
+		source           string
+		load, seen, want float64
+	}{
+		{"gnmi", 10, 6, 10.0 / 6},
+		{"gnmi", 10, 10, 1},
+		{"gnmi", 8, 10, 1},  // flows above the load: never scaled down
+		{"gnmi", 10, 2, 2},  // capped: the gap is not lag
+		{"flows", 10, 6, 1}, // the load is the flows' own sum
+		{"gnmi", 10, 0, 1},
+	} {
+		if got := flowScale(tt.source, tt.load, tt.seen); math.Abs(got-tt.want) > 1e-12 {
+			t.Errorf("flowScale(%s, %v, %v) = %v, want %v", tt.source, tt.load, tt.seen, got, tt.want)
+		}
 	}
 }
