@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -170,4 +171,21 @@ func (c *Controller) FlowAddr() net.Addr {
 		return nil
 	}
 	return c.flows.Addr()
+}
+
+// ErrNoFlows is returned by TopPrefixes when no router exports flows.
+var ErrNoFlows = errors.New("no router exports flows in this topology")
+
+// TopPrefixes returns the n edge prefixes with the most traffic arriving
+// through link over the flow window, busiest first.
+func (c *Controller) TopPrefixes(link string, n int) ([]flow.PrefixRate, error) {
+	if c.flows == nil {
+		return nil, ErrNoFlows
+	}
+	for _, fl := range c.flowLinks {
+		if fl.id == link {
+			return c.flows.Top(link, n), nil
+		}
+	}
+	return nil, fmt.Errorf("link %q has no flows: it is not in the topology, or its router exports none", link)
 }

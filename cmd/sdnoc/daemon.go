@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -107,6 +109,37 @@ func adminMux(reg *prometheus.Registry, ctl *controller.Controller) *http.ServeM
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(ctl.Status())
+	})
+	// The busiest edge prefixes arriving through a link, from flows:
+	// /flows/top?link=ams/transit1&n=10.
+	mux.HandleFunc("GET /flows/top", func(w http.ResponseWriter, r *http.Request) {
+		n := 10
+		if s := r.URL.Query().Get("n"); s != "" {
+			v, err := strconv.Atoi(s)
+			if err != nil || v < 1 {
+				http.Error(w, fmt.Sprintf("n=%q: want a count of 1 or more", s), http.StatusBadRequest)
+				return
+			}
+			n = v
+		}
+		top, err := ctl.TopPrefixes(r.URL.Query().Get("link"), n)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		type row struct {
+			Prefix        netip.Prefix `json:"prefix"`
+			BitsPerSec    float64      `json:"bits_per_sec"`
+			PacketsPerSec float64      `json:"packets_per_sec"`
+		}
+		rows := make([]row, len(top))
+		for i, p := range top {
+			rows[i] = row{p.Prefix, 8 * p.BytesPerSec, p.PacketsPerSec}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rows)
 	})
 	return mux
 }
