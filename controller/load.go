@@ -151,7 +151,6 @@ func (c *Controller) startLoad(ctx context.Context) error {
 			return fmt.Errorf("flow collector: %w", err)
 		}
 		c.flowsStarted = c.deps.Now()
-		c.log.Info("flow collector listening", "addr", c.flows.Addr(), "links", len(c.flowLinks))
 	}
 	if c.telemetry != nil {
 		if err := c.telemetry.Start(ctx); err != nil {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -238,6 +239,9 @@ func checkLinkRouter(e *errList, path string, pop PoP, l Link) {
 	}
 	if r.GNMI != "" && l.Interface == "" {
 		e.add(path+".interface", "missing; router %q has gnmi, so write the link's interface name on it, such as et-0/0/1", r.Name)
+	}
+	if strings.ContainsAny(l.Interface, "[]") {
+		e.add(path+".interface", "%q has a bracket, which gNMI paths cannot carry in a key; write the name the router's gNMI reports", l.Interface)
 	}
 	if r.FlowExporter.IsValid() && l.IfIndex == 0 {
 		e.add(path+".ifindex", "missing; router %q exports flows, so write the SNMP ifIndex of the link's interface on it, such as 531", r.Name)

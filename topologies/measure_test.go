@@ -82,6 +82,8 @@ func TestParseRouterErrors(t *testing.T) {
 			[]string{`t.yaml: pops[0].links[0].interface: missing; router "ams-br1" has gnmi, so write the link's interface name on it`}},
 		{"ifindex missing for flows", []string{"        ifindex: 7\n", ""},
 			[]string{`t.yaml: pops[1].links[0].ifindex: missing; router "fra-br1" exports flows`}},
+		{"bracket in interface", []string{"interface: eth1", "interface: eth1[0]"},
+			[]string{`t.yaml: pops[0].links[0].interface: "eth1[0]" has a bracket`}},
 		{"ifindex not a number", []string{"ifindex: 3", "ifindex: eth1"},
 			[]string{`t.yaml: pops[0].links[0].ifindex: "eth1" is not an interface index; write the router's SNMP ifIndex`}},
 		{"ifindex zero", []string{"ifindex: 3", "ifindex: 0"},

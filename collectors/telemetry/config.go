@@ -93,7 +93,9 @@ func (c Config) Validate() error {
 				errs = append(errs, fmt.Errorf("%s: also on router %q; a link is on one router", lat, other))
 			}
 			links[id] = r.Name
-			if l.Interface == "" || strings.ContainsAny(l.Interface, "[]/") {
+			// Brackets would end the path key; '/' is fine inside one
+			// ("interface[name=et-0/0/1]").
+			if l.Interface == "" || strings.ContainsAny(l.Interface, "[]") {
 				errs = append(errs, fmt.Errorf("%s.interface: %q is not an interface name; write the router's name for it, e.g. \"eth1\"", lat, l.Interface))
 			}
 			if l.Capacity == 0 {

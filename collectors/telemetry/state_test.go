@@ -150,7 +150,7 @@ func FuzzApply(f *testing.F) {
 func TestConfigValidate(t *testing.T) {
 	good := Config{Interval: time.Second, Routers: []RouterConfig{{
 		Name: "r1", Address: "127.0.0.1:9339", Insecure: true,
-		Links: map[string]LinkMap{"pop1/isp1": {Interface: "eth1", Capacity: 1e9}},
+		Links: map[string]LinkMap{"pop1/isp1": {Interface: "eth1", Capacity: 1e9}, "pop1/isp2": {Interface: "et-0/0/1", Capacity: 1e9}},
 	}}}
 	if err := good.Validate(); err != nil {
 		t.Fatalf("good config: %v", err)
