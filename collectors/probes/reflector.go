@@ -141,7 +141,10 @@ func (r *Reflector) serve(conn *net.UDPConn) {
 		// Stamp last, so that T3-T2 covers all the reflector's own time.
 		reply.Timestamp = NTPTimestamp(time.Now())
 		out = AppendReflectorPacket(out[:0], reply)
-		if _, err := conn.WriteToUDPAddrPort(out, from); err != nil {
+		// Answer from the address asked, not the one the route back
+		// would pick: a reflector on a host with many target addresses
+		// must reply from each, or senders drop the replies as foreign.
+		if _, _, err := conn.WriteMsgUDPAddrPort(out, sourceOOB(rx.dst), from); err != nil {
 			r.metrics.sendErrors.Inc()
 			r.log.Debug("stamp reflector send", "to", from.String(), "err", err)
 			continue

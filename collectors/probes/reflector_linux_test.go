@@ -59,3 +59,40 @@ func TestReflectorTTL(t *testing.T) {
 		})
 	}
 }
+
+// A reflector listening on every address answers from the address it
+// was asked on, not the one the route back picks: on a host holding many
+// probe targets, senders match replies by their source. 127.0.0.2 is
+// asked; the route back to 127.0.0.1 would pick 127.0.0.1.
+func TestReflectorAnswersFromTheAddressAsked(t *testing.T) {
+	t.Parallel()
+	for _, listen := range []string{"0.0.0.0:0", ":0"} {
+		t.Run(listen, func(t *testing.T) {
+			t.Parallel()
+			r, _ := startReflector(t, listen)
+			target := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.2"), udpAddr(t, r.Addr()).Port())
+			conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close() })
+			if _, err := conn.WriteToUDPAddrPort(probes.AppendSenderPacket(nil, probes.SenderPacket{Seq: 7}), target); err != nil {
+				t.Fatal(err)
+			}
+			if err := conn.SetReadDeadline(time.Now().Add(2 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 2048)
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if from.Addr().Unmap() != target.Addr() || from.Port() != target.Port() {
+				t.Fatalf("reply from %v, want %v", from, target)
+			}
+			if p, err := probes.ParseReflectorPacket(buf[:n]); err != nil || p.SenderSeq != 7 {
+				t.Fatalf("reply %+v, %v", p, err)
+			}
+		})
+	}
+}

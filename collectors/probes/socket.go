@@ -10,6 +10,9 @@ import (
 type rxInfo struct {
 	at  time.Time // arrival; from the kernel when it stamps, else read time
 	ttl int       // IPv4 TTL or IPv6 Hop Limit; -1 when unknown
+	// dst is the address the datagram was sent to (IP_PKTINFO); the
+	// zero Addr when unknown.
+	dst netip.Addr
 }
 
 // readDatagram reads one datagram from c into buf, with its source
