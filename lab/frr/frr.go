@@ -55,6 +55,9 @@ type Neighbor struct {
 	ASN     uint32
 	// Description shows in vtysh output; free text without newlines.
 	Description string
+	// LocalPref, when set, is given to every route learnt from the
+	// neighbour: the lab's internet prefers its ISPs in a known order.
+	LocalPref uint32
 }
 
 // Validate reports every bad field.
@@ -91,6 +94,13 @@ func (c Config) BGPConfig() string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "frr defaults traditional\nhostname %s\nlog file %s\n!\n", c.Name, filepath.Join(c.Dir, "bgpd.log"))
+	var maps strings.Builder
+	for i, n := range c.Neighbors {
+		if n.LocalPref != 0 {
+			fmt.Fprintf(&maps, "route-map lp%d permit 10\n set local-preference %d\n!\n", i, n.LocalPref)
+		}
+	}
+	b.WriteString(maps.String())
 	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n", c.ASN, c.RouterID)
 	// FRR 8.4 refuses every eBGP route without a policy unless told
 	// otherwise; traditional defaults would also activate IPv4 on IPv6
@@ -114,8 +124,11 @@ func (c Config) BGPConfig() string {
 				fmt.Fprintf(&b, "  network %s\n", p)
 			}
 		}
-		for _, n := range c.Neighbors {
+		for i, n := range c.Neighbors {
 			fmt.Fprintf(&b, "  neighbor %s activate\n", n.Address)
+			if n.LocalPref != 0 {
+				fmt.Fprintf(&b, "  neighbor %s route-map lp%d in\n", n.Address, i)
+			}
 		}
 		b.WriteString(" exit-address-family\n")
 	}

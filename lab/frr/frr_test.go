@@ -15,8 +15,9 @@ import (
 
 func TestBGPConfig(t *testing.T) {
 	c := Config{Name: "isp1", Dir: "/x", ASN: 64501, RouterID: netip.MustParseAddr("198.18.0.2"),
-		Neighbors: []Neighbor{{Address: netip.MustParseAddr("198.18.1.1"), ASN: 65000, Description: "pop1 edge"}},
-		Networks:  []netip.Prefix{netip.MustParsePrefix("198.19.0.0/16"), netip.MustParsePrefix("2001:db8:ffff::/48")}}
+		Neighbors: []Neighbor{{Address: netip.MustParseAddr("198.18.1.1"), ASN: 65000, Description: "pop1 edge"},
+			{Address: netip.MustParseAddr("198.18.2.1"), ASN: 64999, LocalPref: 300}},
+		Networks: []netip.Prefix{netip.MustParsePrefix("198.19.0.0/16"), netip.MustParsePrefix("2001:db8:ffff::/48")}}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -27,6 +28,7 @@ func TestBGPConfig(t *testing.T) {
 		" neighbor 198.18.1.1 remote-as 65000\n", " neighbor 198.18.1.1 description pop1 edge\n",
 		" address-family ipv4 unicast\n  network 198.19.0.0/16\n  neighbor 198.18.1.1 activate\n",
 		" address-family ipv6 unicast\n  network 2001:db8:ffff::/48\n  neighbor 198.18.1.1 activate\n",
+		"route-map lp1 permit 10\n set local-preference 300\n", "  neighbor 198.18.2.1 route-map lp1 in\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("config lacks %q:\n%s", want, got)
