@@ -28,6 +28,12 @@ type DecoderConfig struct {
 	// SamplingRates overrides, per exporter, the sampling rate that the
 	// datagrams announce; nil or a missing exporter: use the datagrams'.
 	SamplingRates map[netip.Addr]uint32
+	// Goflow2Only decodes every datagram with goflow2's decoders, as the
+	// reference, rather than with the fast path (fastpath.go) that
+	// handles the common layouts without allocating. The records and the
+	// errors are the same (FuzzFastPathMatchesGoflow2 checks it); goflow2
+	// is several times slower and allocates per record.
+	Goflow2Only bool
 }
 
 // Decoder turns datagrams into Records. It keeps each exporter's
@@ -127,13 +133,19 @@ func (d *Decoder) Decode(exporter netip.AddrPort, payload []byte, now time.Time,
 	e.templates.now = now
 	override := d.cfg.SamplingRates[addr]
 	e.rec = Record{Exporter: addr, Format: format, Time: now}
-	switch format {
-	case FormatSFlow5:
+	switch {
+	case d.cfg.Goflow2Only && format == FormatSFlow5:
 		err = e.decodeSFlow(payload, override, emit)
-	case FormatNetFlow5:
+	case d.cfg.Goflow2Only && format == FormatNetFlow5:
 		err = e.decodeNetFlow5(payload, override, emit)
-	default:
+	case d.cfg.Goflow2Only:
 		err = e.decodeNetFlow(payload, override, emit)
+	case format == FormatSFlow5:
+		err = e.fastSFlow(payload, override, emit)
+	case format == FormatNetFlow5:
+		err = e.fastNetFlow5(payload, override, emit)
+	default:
+		err = e.fastNetFlow(payload, override, emit)
 	}
 	if err != nil {
 		return fmt.Errorf("%s from %s: %w", format, addr, err)
@@ -378,13 +390,21 @@ const (
 	netflow5Record = 48
 )
 
-func (e *exporterState) decodeNetFlow5(b []byte, override uint32, emit func(*Record)) error {
-	// goflow2 allocates Count records before reading them: check first.
+// checkNetFlow5 checks that a NetFlow v5 datagram holds the records its
+// header counts: goflow2 allocates Count records before reading them.
+func checkNetFlow5(b []byte) error {
 	if len(b) < netflow5Header {
 		return ErrTruncated
 	}
 	if n := int(binary.BigEndian.Uint16(b[2:])); len(b) < netflow5Header+n*netflow5Record {
 		return fmt.Errorf("%d records in %d bytes: %w", n, len(b), ErrTruncated)
+	}
+	return nil
+}
+
+func (e *exporterState) decodeNetFlow5(b []byte, override uint32, emit func(*Record)) error {
+	if err := checkNetFlow5(b); err != nil {
+		return err
 	}
 	var p netflowlegacy.PacketNetFlowV5
 	if err := netflowlegacy.DecodeMessageVersion(bytes.NewBuffer(b), &p); err != nil {
@@ -450,33 +470,39 @@ func (e *exporterState) decodeNetFlow(b []byte, override uint32, emit func(*Reco
 		version, domain, sets = 10, ipfix.ObservationDomainId, ipfix.FlowSets
 	}
 	key := samplingKey(version, domain)
-	r := &e.rec
-	r.ObservationDomain = domain
+	e.rec.ObservationDomain = domain
 	for _, s := range sets {
-		switch s := s.(type) {
-		case netflow.OptionsDataFlowSet:
-			for _, od := range s.Records {
-				if n := samplingOf(od.OptionsValues); n > 0 {
-					e.sampling[key] = n
-				}
-			}
-		case netflow.DataFlowSet:
-			for _, dr := range s.Records {
-				announced := samplingOf(dr.Values)
-				if announced == 0 {
-					announced = e.sampling[key]
-				}
-				r.SamplingRate = rate(override, announced)
-				if dataRecord(dr.Values, r) {
-					emit(r)
-				}
-			}
-		}
+		e.emitSet(s, key, override, emit)
 	}
 	if err != nil {
 		return classify(err)
 	}
 	return nil
+}
+
+// emitSet emits the records of a flowset that goflow2 decoded, and
+// learns the sampling rates of an options data set.
+func (e *exporterState) emitSet(s any, key uint64, override uint32, emit func(*Record)) {
+	r := &e.rec
+	switch s := s.(type) {
+	case netflow.OptionsDataFlowSet:
+		for _, od := range s.Records {
+			if n := samplingOf(od.OptionsValues); n > 0 {
+				e.sampling[key] = n
+			}
+		}
+	case netflow.DataFlowSet:
+		for _, dr := range s.Records {
+			announced := samplingOf(dr.Values)
+			if announced == 0 {
+				announced = e.sampling[key]
+			}
+			r.SamplingRate = rate(override, announced)
+			if dataRecord(dr.Values, r) {
+				emit(r)
+			}
+		}
+	}
 }
 
 // nfv9HeaderLen is the NetFlow v9 packet header (RFC 3954 §5.1).
@@ -528,6 +554,12 @@ func samplingOf(fields []netflow.DataField) uint32 {
 			space = beUint(v)
 		}
 	}
+	return packetSampling(interval, space)
+}
+
+// packetSampling returns the 1-in-N rate of IPFIX's
+// samplingPacketInterval and samplingPacketSpace, or 0.
+func packetSampling(interval, space uint64) uint32 {
 	// RFC 5477 §8.2.1: interval packets selected, then space skipped.
 	if interval > 0 && space > 0 {
 		n := (interval + space) / interval

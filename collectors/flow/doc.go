@@ -5,10 +5,14 @@
 //
 // The package holds three parts:
 //
-//   - Decoder, which detects the format of a datagram, decodes it with
-//     goflow2's decoders (only its decoders/ packages, which register
-//     nothing), keeps NetFlow v9/IPFIX templates and sampling rates per
-//     exporter, and emits Records scaled by the sampling rate;
+//   - Decoder, which detects the format of a datagram, decodes it,
+//     keeps NetFlow v9/IPFIX templates and sampling rates per exporter,
+//     and emits Records scaled by the sampling rate. A fast path
+//     (fastpath.go) reads the common layouts straight from the datagram
+//     into a reused Record, without a heap allocation; goflow2's decoders
+//     (only its decoders/ packages, which register nothing) read the
+//     templates and every layout the fast path leaves to them, and remain
+//     the reference that FuzzFastPathMatchesGoflow2 holds it to;
 //   - Aggregator, which attributes each Record to a link (exporter and
 //     input interface, from the configuration) and to the longest edge
 //     prefix containing its destination, and keeps bytes and packets in

@@ -19,7 +19,8 @@ func templateKey(version uint16, domain uint32, id uint16) uint64 {
 }
 
 type templateEntry struct {
-	template any // netflow.TemplateRecord, NFv9OptionsTemplateRecord or IPFIXOptionsTemplateRecord
+	template any           // netflow.TemplateRecord, NFv9OptionsTemplateRecord or IPFIXOptionsTemplateRecord
+	fast     *fastTemplate // its compiled layout; nil: left to goflow2
 	added    time.Time
 }
 
@@ -51,7 +52,7 @@ func (c *templateCache) AddTemplate(version uint16, domain uint32, id uint16, t 
 	if _, ok := c.templates[key]; !ok && len(c.templates) >= maxTemplatesPerExporter {
 		return errTooManyTemplates
 	}
-	c.templates[key] = templateEntry{template: t, added: c.now}
+	c.templates[key] = templateEntry{template: t, fast: compileTemplate(t), added: c.now}
 	return nil
 }
 
@@ -92,6 +93,23 @@ func (c *templateCache) GetTemplate(version uint16, domain uint32, id uint16) (a
 		return nil, netflow.ErrorTemplateNotFound
 	}
 	return e.template, nil
+}
+
+// fast returns the compiled layout of a template as GetTemplate would
+// find it, without boxing it in an interface: known is false when
+// GetTemplate would return netflow.ErrorTemplateNotFound, and the layout
+// is nil when the fast path leaves the template to goflow2.
+func (c *templateCache) fast(version uint16, domain uint32, id uint16) (t *fastTemplate, known bool) {
+	key := templateKey(version, domain, id)
+	e, ok := c.templates[key]
+	if !ok {
+		return nil, false
+	}
+	if c.now.Sub(e.added) > c.ttl {
+		delete(c.templates, key)
+		return nil, false
+	}
+	return e.fast, true
 }
 
 // RemoveTemplate deletes a template.
