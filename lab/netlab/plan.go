@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/sdnoc/sdnoc/lab/frr"
 	"github.com/sdnoc/sdnoc/topologies"
@@ -170,12 +171,19 @@ func NewPlan(t *topologies.Topology, prefix string) (*Plan, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%s is not a lab topology:\n%w", t.Source, errors.Join(errs...))
 	}
-	p.routers()
+	// Addresses go by name (isp1 on 198.18.101.0/30, ...); preference
+	// by order of appearance.
+	rank := make(map[string]int, len(p.ISPs))
+	for i, isp := range p.ISPs {
+		rank[isp.Name] = i
+	}
+	slices.SortFunc(p.ISPs, func(a, b ISP) int { return strings.Compare(a.Name, b.Name) })
+	p.routers(rank)
 	return p, nil
 }
 
 // routers writes the FRR configuration of every ISP and the internet.
-func (p *Plan) routers() {
+func (p *Plan) routers(rank map[string]int) {
 	p.Internet = frr.Config{Name: "internet", ASN: InternetASN, RouterID: netip.MustParseAddr("198.18.254.100"),
 		Networks: []netip.Prefix{ProbeRange}}
 	for k := range p.ISPs {
@@ -187,10 +195,11 @@ func (p *Plan) routers() {
 		isp.InternetAddr6 = netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xfe, 0, 0, n, 15: 1}), 64)
 		isp.Router = frr.Config{Name: isp.Name, ASN: isp.ASN, RouterID: netip.AddrFrom4([4]byte{198, 18, 254, n}),
 			Neighbors: []frr.Neighbor{{Address: isp.InternetAddr4.Addr(), ASN: InternetASN, Description: "internet"}}}
-		// The internet prefers the ISPs in order, so that traffic to a
-		// prefix takes a known ISP and moves to the next when withdrawn.
+		// The internet prefers the ISPs in the order the topology first
+		// names them, so that traffic to a prefix takes a known ISP and
+		// moves to the next when withdrawn.
 		p.Internet.Neighbors = append(p.Internet.Neighbors, frr.Neighbor{Address: isp.Addr4.Addr(), ASN: isp.ASN,
-			Description: isp.Name, LocalPref: uint32(max(300-100*k, 50))})
+			Description: isp.Name, LocalPref: uint32(max(300-100*rank[isp.Name], 50))})
 		// Its links too, so that the borders (whose way back is one ISP)
 		// reach any of the internet's addresses.
 		p.Internet.Networks = append(p.Internet.Networks, isp.InternetAddr4.Masked(), isp.InternetAddr6.Masked())

@@ -1,0 +1,136 @@
+package netlab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sdnoc/sdnoc/decisions"
+)
+
+// AdminAddr is where the lab's sdnoc daemon serves its admin API, inside
+// the sdnoc namespace.
+const AdminAddr = "127.0.0.1:9470"
+
+// Daemon is sdnoc's daemon running in the lab's sdnoc namespace.
+type Daemon struct {
+	lab  *Lab
+	pid  int
+	http *http.Client
+}
+
+// StartDaemon runs `sdnoc daemon` on the lab's topology in the sdnoc
+// namespace, with its journal in the lab's directory (kept across
+// restarts), and returns once its admin API answers.
+func (l *Lab) StartDaemon(ctx context.Context, args ...string) (*Daemon, error) {
+	argv := append([]string{l.opts.Sdnoc, "daemon", "--config", l.Plan.Topology.Source,
+		"--journal", filepath.Join(l.opts.Dir, "journal.jsonl"), "--listen", AdminAddr}, args...)
+	pid, err := l.daemon("sdnoc", l.Plan.NS("sdnoc"), argv...)
+	if err != nil {
+		return nil, err
+	}
+	ns := l.Plan.NS("sdnoc")
+	d := &Daemon{lab: l, pid: pid, http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) { return DialIn(ctx, ns, network, addr) },
+	}}}
+	for {
+		if _, err := d.Status(ctx); err == nil {
+			return d, nil
+		}
+		if syscall.Kill(pid, 0) != nil {
+			return nil, fmt.Errorf("sdnoc daemon exited:\n%s", l.Log("sdnoc"))
+		}
+		select {
+		case <-ctx.Done():
+			_ = d.Stop(syscall.SIGKILL)
+			return nil, fmt.Errorf("sdnoc daemon's admin API does not answer: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Pid returns the daemon's process id.
+func (d *Daemon) Pid() int { return d.pid }
+
+// Stop sends sig (SIGTERM for a clean stop, SIGKILL for a crash) and
+// waits until the process is gone.
+func (d *Daemon) Stop(sig syscall.Signal) error {
+	if err := syscall.Kill(d.pid, sig); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(d.pid, 0) == nil {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(d.pid, syscall.SIGKILL)
+			deadline = time.Now().Add(time.Hour)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// Status returns the daemon's /status: every link's state and evidence.
+func (d *Daemon) Status(ctx context.Context) ([]decisions.LinkStatus, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+AdminAddr+"/status", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := d.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/status: %s: %s", resp.Status, b)
+	}
+	var st []decisions.LinkStatus
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("/status: %w", err)
+	}
+	return st, nil
+}
+
+// DialIn connects to addr from inside network namespace ns: the socket
+// is made on an OS thread moved into ns, and keeps to ns afterwards. The
+// thread is never moved back; it ends with its goroutine.
+func DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// Locked and never unlocked: the thread dies with the goroutine
+		// instead of carrying the namespace to other goroutines.
+		runtime.LockOSThread()
+		f, err := os.Open(filepath.Join("/var/run/netns", ns))
+		if err != nil {
+			done <- result{nil, fmt.Errorf("namespace %s: %w", ns, err)}
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- result{nil, fmt.Errorf("enter namespace %s: %w", ns, err)}
+			return
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		done <- result{c, err}
+	}()
+	r := <-done
+	return r.c, r.err
+}
