@@ -41,7 +41,9 @@ func (l *Lab) StartDaemon(ctx context.Context, args ...string) (*Daemon, error) 
 	}
 	ns := l.Plan.NS("sdnoc")
 	d := &Daemon{lab: l, pid: pid, http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) { return DialIn(ctx, ns, network, addr) },
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return DialIn(ctx, ns, network, addr)
+		},
 	}}}
 	for {
 		if _, err := d.Status(ctx); err == nil {
