@@ -187,7 +187,7 @@ func (r *runner) congestionScenario(ctx context.Context, tr *traffic) {
 	hot := tr.linkRates()
 	want := minimalMove(hot[0], r.prefixes, congestionCapacity[0], th.CongestionPct)
 	var strandedSeen []netip.Prefix
-	took, rs, ok := r.waitFor(ctx, settle, func(rs [][]netip.Prefix) bool {
+	took, _, ok := r.waitFor(ctx, settle, func(rs [][]netip.Prefix) bool {
 		strandedSeen = append(strandedSeen, stranded(rs)...)
 		return len(r.prefixes)-countIn(rs[0], r.prefixes) >= len(want)
 	})
