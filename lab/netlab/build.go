@@ -278,6 +278,16 @@ func (l *Lab) start(ctx context.Context, st *State) error {
 		}
 		st.Processes[d.name] = pid
 	}
+	if err := l.startExporters(ctx, st); err != nil {
+		return err
+	}
+	for _, pop := range p.PoPs {
+		for _, lk := range pop.Links {
+			if err := l.SetCapacity(ctx, lk.ID, l.capacity(lk.ID)); err != nil {
+				return err
+			}
+		}
+	}
 	return l.converge(ctx, routers[0])
 }
 

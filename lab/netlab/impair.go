@@ -125,3 +125,15 @@ func (l *Lab) Log(name string) string {
 	}
 	return string(b)
 }
+
+// capacity returns the topology's capacity of a link, bit/s.
+func (l *Lab) capacity(id string) uint64 {
+	for _, pop := range l.Plan.Topology.PoPs {
+		for _, lk := range pop.Links {
+			if l.Plan.Topology.LinkID(pop.Name, lk.Name) == id {
+				return lk.Capacity
+			}
+		}
+	}
+	return 0
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sdnoc/sdnoc/collectors/flow"
+	"github.com/sdnoc/sdnoc/lab/netlab"
 	"github.com/sdnoc/sdnoc/lab/netns"
 	"github.com/sdnoc/sdnoc/lab/netns/netnstest"
 )
@@ -37,31 +37,13 @@ const (
 	sfSampling = 5
 )
 
-// pcapShim makes libpcap deliver each packet at once (immediate mode).
-// softflowd 1.1.0 does not ask for it, and with libpcap 1.10's TPACKET_V3
-// ring on this kernel it sees packets only when a ring block fills
-// (shared/LAB.md §5), so a few seconds of traffic would be lost.
-const pcapShim = `#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <pcap/pcap.h>
-int pcap_activate(pcap_t *p) {
-	static int (*real)(pcap_t *);
-	if (!real) real = (int (*)(pcap_t *))dlsym(RTLD_NEXT, "pcap_activate");
-	pcap_set_immediate_mode(p, 1);
-	return real(p);
-}
-`
-
-// buildShim compiles pcapShim into dir and returns the library's path.
+// buildShim compiles the libpcap immediate-mode shim into dir; see
+// netlab.PcapShim for why softflowd needs it.
 func buildShim(t *testing.T, dir string) string {
 	t.Helper()
-	src, lib := filepath.Join(dir, "pcap_immediate.c"), filepath.Join(dir, "pcap_immediate.so")
-	if err := os.WriteFile(src, []byte(pcapShim), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.CommandContext(t.Context(), "gcc", "-shared", "-fPIC", "-O2", "-o", lib, src, "-ldl").CombinedOutput()
+	lib, err := netlab.BuildPcapShim(t.Context(), dir)
 	if err != nil {
-		t.Fatalf("build the libpcap shim: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	return lib
 }

@@ -1,0 +1,56 @@
+package netlab
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestScenarios plays every scenario on one lab, in order: the real
+// sdnoc daemon against FRR ISPs, real exporters and iperf3 traffic,
+// judged on the routers and the interfaces. SDNOC_LAB_SCENARIOS=a,b
+// plays only those; SDNOC_LAB_RESULTS=FILE writes the table there (as
+// lab/RESULTS.md keeps it).
+func TestScenarios(t *testing.T) {
+	needLab(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 14*time.Minute)
+	defer cancel()
+	dir := labDir(t)
+	p, err := NewPlan(labTopology(t), testPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Up(ctx, p, Options{Dir: filepath.Join(dir, "lab"), Sdnoc: buildSdnoc(t, dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := Down(context.Background(), p.Prefix, ""); err != nil {
+			t.Errorf("down: %v", err)
+		}
+	})
+	only := os.Getenv("SDNOC_LAB_SCENARIOS")
+	var results []*Result
+	for _, sc := range Scenarios() {
+		if only != "" && !contains(only, sc.Name) {
+			continue
+		}
+		t.Run(sc.Name, func(t *testing.T) {
+			res := Play(ctx, l, sc)
+			results = append(results, res)
+			for _, f := range res.Figures {
+				t.Logf("%s: %v", f.Name, f.Value)
+			}
+			if !res.Passed {
+				t.Errorf("%s failed after %v: %s\nsdnoc's log:\n%s", sc.Name, res.Took, res.Failure, tail(l.Log("sdnoc"), 40))
+			}
+		})
+	}
+	if path := os.Getenv("SDNOC_LAB_RESULTS"); path != "" {
+		if err := os.WriteFile(path, []byte(ResultsTable(results)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
