@@ -140,8 +140,12 @@ func (l *Lab) build(ctx context.Context, st *State) error {
 			// Paths are asymmetric by design (a border returns traffic
 			// through one ISP): no reverse-path filtering.
 			func() error {
+				// A cut link (ip link set down) must come back with its
+				// IPv6 addresses, as a real interface does: Linux drops
+				// them on down unless told to keep them.
 				return nsExec(ctx, ns, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
-					"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+					"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
+					"net.ipv6.conf.all.keep_addr_on_down=1", "net.ipv6.conf.default.keep_addr_on_down=1")
 			},
 		); err != nil {
 			return err

@@ -286,6 +286,7 @@ func ispLoss(ctx context.Context, r *Run) error {
 
 func ispDown(ctx context.Context, r *Run) error {
 	const id = "pop1/isp2"
+	cut := time.Now()
 	if err := r.Lab.Cut(ctx, id, true); err != nil {
 		return err
 	}
@@ -313,6 +314,7 @@ func ispDown(ctx context.Context, r *Run) error {
 	}); err != nil {
 		return err
 	}
+	r.figure("cut → sdnoc judges it degraded and withdraws", time.Since(cut))
 	if err := r.Lab.Cut(ctx, id, false); err != nil {
 		return err
 	}
