@@ -10,10 +10,11 @@ import (
 )
 
 // The impairments act in the ISP's namespace, on its interface towards
-// the PoP, as an ISP's own trouble would: loss there drops the ISP's
-// traffic both ways (probes, BGP, data), the rate limit caps what the ISP
-// can deliver into the PoP (the link's capacity), a cut takes its side of
-// the link down. There is no netem on this kernel, so no delay.
+// the PoP, as an ISP's own trouble would: loss drops what the ISP
+// delivers into the PoP (probe replies, BGP, the users' traffic: the
+// direction sdnoc steers), the rate limit caps it (the link's capacity),
+// a cut takes the ISP's side of the link down. There is no netem on this
+// kernel, so no delay.
 
 // ispSide returns the namespace and interface of the ISP's end of a link.
 func (l *Lab) ispSide(id string) (ns, dev string, err error) {
@@ -28,8 +29,8 @@ func (l *Lab) ispSide(id string) (ns, dev string, err error) {
 func lossTable(dev string) string { return "sdnoc_loss_" + strings.ReplaceAll(dev, "-", "_") }
 
 // SetLoss drops pct % (0 to 100, in steps of 0.1) of the packets the ISP
-// sends and receives on the link, at random (nftables numgen). 0 removes
-// the loss.
+// delivers into the PoP on the link, at random (nftables numgen): a probe
+// crossing the link is lost with that probability. 0 removes the loss.
 func (l *Lab) SetLoss(ctx context.Context, id string, pct float64) error {
 	if pct < 0 || pct > 100 {
 		return fmt.Errorf("loss %v%%: want 0 to 100", pct)
@@ -46,10 +47,6 @@ func (l *Lab) SetLoss(ctx context.Context, id string, pct float64) error {
 	per1000 := int(pct*10 + 0.5)
 	// The closing braces on their own lines: nft's file syntax wants them.
 	rules := fmt.Sprintf(`table netdev %[1]s {
-	chain in {
-		type filter hook ingress device %[2]q priority 0; policy accept;
-		numgen random mod 1000 < %[3]d counter drop
-	}
 	chain out {
 		type filter hook egress device %[2]q priority 0; policy accept;
 		numgen random mod 1000 < %[3]d counter drop
@@ -92,6 +89,17 @@ func (l *Lab) Cut(ctx context.Context, id string, down bool) error {
 		state = "down"
 	}
 	return in(ctx, ns, "link", "set", dev, state)
+}
+
+// CutUpstream takes an ISP's link to the internet down (true) or up
+// again (false): the ISP goes dark for the PoPs while its BGP sessions
+// with them stay up.
+func (l *Lab) CutUpstream(ctx context.Context, isp string, down bool) error {
+	state := "up"
+	if down {
+		state = "down"
+	}
+	return in(ctx, l.Plan.NS(isp), "link", "set", "inet", state)
 }
 
 // Counter reads an interface statistic (rx_bytes, tx_packets, ...) of
