@@ -591,41 +591,56 @@ func beUint(v []byte) uint64 {
 // dataRecord fills r from a v9 or IPFIX data record and scales it by
 // r.SamplingRate. It returns false without both addresses.
 func dataRecord(fields []netflow.DataField, r *Record) bool {
-	r.Src, r.Dst = netip.Addr{}, netip.Addr{}
-	r.InIf, r.OutIf, r.Proto, r.SrcPort, r.DstPort, r.Bytes, r.Packets = 0, 0, 0, 0, 0, 0, 0
+	r.clearFlow()
 	for _, f := range fields {
 		if f.PenProvided {
 			continue
 		}
-		v, ok := f.Value.([]byte)
-		if !ok {
-			continue
-		}
-		switch f.Type {
-		case ieBytes:
-			r.Bytes = beUint(v)
-		case iePackets:
-			r.Packets = beUint(v)
-		case ieProto:
-			r.Proto = uint8(beUint(v))
-		case ieSrcPort:
-			r.SrcPort = uint16(beUint(v))
-		case ieDstPort:
-			r.DstPort = uint16(beUint(v))
-		case ieInIf:
-			r.InIf = uint32(beUint(v))
-		case ieOutIf:
-			r.OutIf = uint32(beUint(v))
-		case ieSrcV4, ieSrcV6:
-			if a, ok := netip.AddrFromSlice(v); ok {
-				r.Src = a
-			}
-		case ieDstV4, ieDstV6:
-			if a, ok := netip.AddrFromSlice(v); ok {
-				r.Dst = a
-			}
+		if v, ok := f.Value.([]byte); ok {
+			r.setField(f.Type, v)
 		}
 	}
+	return r.scaleFlow()
+}
+
+// clearFlow zeroes the fields a data record sets.
+func (r *Record) clearFlow() {
+	r.Src, r.Dst = netip.Addr{}, netip.Addr{}
+	r.InIf, r.OutIf, r.Proto, r.SrcPort, r.DstPort, r.Bytes, r.Packets = 0, 0, 0, 0, 0, 0, 0
+}
+
+// setField sets what information element ie of a v9 or IPFIX data
+// record carries, if it is one sdnoc reads.
+func (r *Record) setField(ie uint16, v []byte) {
+	switch ie {
+	case ieBytes:
+		r.Bytes = uintOf(v)
+	case iePackets:
+		r.Packets = uintOf(v)
+	case ieProto:
+		r.Proto = uint8(uintOf(v))
+	case ieSrcPort:
+		r.SrcPort = uint16(uintOf(v))
+	case ieDstPort:
+		r.DstPort = uint16(uintOf(v))
+	case ieInIf:
+		r.InIf = uint32(uintOf(v))
+	case ieOutIf:
+		r.OutIf = uint32(uintOf(v))
+	case ieSrcV4, ieSrcV6:
+		if a, ok := addrOf(v); ok {
+			r.Src = a
+		}
+	case ieDstV4, ieDstV6:
+		if a, ok := addrOf(v); ok {
+			r.Dst = a
+		}
+	}
+}
+
+// scaleFlow scales a data record by its sampling rate; false when it
+// lacks an address.
+func (r *Record) scaleFlow() bool {
 	if !r.Src.IsValid() || !r.Dst.IsValid() {
 		return false
 	}

@@ -542,42 +542,11 @@ func (t *fastTemplate) samplingOf(rec []byte) uint32 {
 
 // record is dataRecord for a record of t.
 func (t *fastTemplate) record(rec []byte, r *Record) bool {
-	r.Src, r.Dst = netip.Addr{}, netip.Addr{}
-	r.InIf, r.OutIf, r.Proto, r.SrcPort, r.DstPort, r.Bytes, r.Packets = 0, 0, 0, 0, 0, 0, 0
+	r.clearFlow()
 	for _, f := range t.fields {
-		v := rec[f.off : f.off+f.len]
-		switch f.ie {
-		case ieBytes:
-			r.Bytes = uintOf(v)
-		case iePackets:
-			r.Packets = uintOf(v)
-		case ieProto:
-			r.Proto = uint8(uintOf(v))
-		case ieSrcPort:
-			r.SrcPort = uint16(uintOf(v))
-		case ieDstPort:
-			r.DstPort = uint16(uintOf(v))
-		case ieInIf:
-			r.InIf = uint32(uintOf(v))
-		case ieOutIf:
-			r.OutIf = uint32(uintOf(v))
-		case ieSrcV4, ieSrcV6:
-			if a, ok := addrOf(v); ok {
-				r.Src = a
-			}
-		case ieDstV4, ieDstV6:
-			if a, ok := addrOf(v); ok {
-				r.Dst = a
-			}
-		}
+		r.setField(f.ie, rec[f.off:f.off+f.len])
 	}
-	if !r.Src.IsValid() || !r.Dst.IsValid() {
-		return false
-	}
-	n := uint64(r.SamplingRate)
-	r.Bytes *= n
-	r.Packets *= n
-	return true
+	return r.scaleFlow()
 }
 
 // uintOf is beUint, with the usual sizes read directly.
