@@ -14,7 +14,6 @@ import (
 
 	"github.com/sdnoc/sdnoc/collectors/flow"
 	"github.com/sdnoc/sdnoc/lab/netlab"
-	"github.com/sdnoc/sdnoc/lab/netns"
 	"github.com/sdnoc/sdnoc/lab/netns/netnstest"
 )
 
@@ -116,30 +115,8 @@ func TestFlowExporters(t *testing.T) {
 	dir := t.TempDir()
 	shim := buildShim(t, dir)
 
-	snd, err := l.Namespace(ctx, "snd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	exp, err := l.Namespace(ctx, "exp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := l.Subnet(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sndAddr, expAddr := netns.Hosts(data)
-	if _, _, err := l.Veth(ctx, netns.End{NS: snd, Name: "to-exp", Addr: sndAddr}, netns.End{NS: exp, Name: "to-snd", Addr: expAddr}); err != nil {
-		t.Fatal(err)
-	}
-	mgmt, err := l.Subnet(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootAddr, expMgmt := netns.Hosts(mgmt)
-	if _, _, err := l.Veth(ctx, netns.End{Addr: rootAddr}, netns.End{NS: exp, Name: "to-root", Addr: expMgmt}); err != nil {
-		t.Fatal(err)
-	}
+	w := wire(t, l, "snd", "to-exp", "exp", "to-snd", "to-root")
+	snd, exp, expAddr, rootAddr, expMgmt := w.a, w.b, w.bAddr, w.root, w.bMgmt
 	dst := edgePrefix.Addr().Next()
 	if _, err := exp.IP(ctx, "addr", "add", netip.PrefixFrom(dst, 32).String(), "dev", "lo"); err != nil {
 		t.Fatal(err)

@@ -102,31 +102,8 @@ func TestGNMIAgent(t *testing.T) {
 	ctx := t.Context()
 	bin := buildSdnoc(t, t.TempDir())
 
-	peer, err := l.Namespace(ctx, "peer")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rtr, err := l.Namespace(ctx, "rtr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := l.Subnet(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peerAddr, rtrAddr := netns.Hosts(data)
-	if _, _, err := l.Veth(ctx, netns.End{NS: peer, Name: "to-rtr", Addr: peerAddr}, netns.End{NS: rtr, Name: "isp1", Addr: rtrAddr}); err != nil {
-		t.Fatal(err)
-	}
-	mgmt, err := l.Subnet(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootAddr, rtrMgmt := netns.Hosts(mgmt)
-	if _, _, err := l.Veth(ctx, netns.End{Addr: rootAddr}, netns.End{NS: rtr, Name: "mgmt", Addr: rtrMgmt}); err != nil {
-		t.Fatal(err)
-	}
-
+	w := wire(t, l, "peer", "to-rtr", "rtr", "isp1", "mgmt")
+	peer, rtr, peerAddr, rtrAddr, rtrMgmt := w.a, w.b, w.aAddr, w.bAddr, w.bMgmt
 	listen := netip.AddrPortFrom(rtrMgmt.Addr(), 9339).String()
 	agent, err := rtr.Start(bin, "gnmi-agent", "--listen", listen, "--sysfs", "/sys/class/net", "--bgp-command", "")
 	if err != nil {

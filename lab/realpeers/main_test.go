@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -154,4 +155,44 @@ func relErr(got, want float64) float64 {
 		return -d
 	}
 	return d
+}
+
+// wired is two namespaces on a veth, b also on a management veth from
+// the root namespace, where the collectors run.
+type wired struct {
+	a, b         *netns.Namespace
+	aAddr, bAddr netip.Prefix // on the a-b veth
+	root, bMgmt  netip.Prefix // on the management veth
+}
+
+// wire makes namespaces a and b joined by a veth (aIf in a, bIf in b),
+// and a management veth from the root namespace to b (mgmtIf in b).
+func wire(t *testing.T, l *netns.Lab, a, aIf, b, bIf, mgmtIf string) wired {
+	t.Helper()
+	ctx := t.Context()
+	var w wired
+	var err error
+	if w.a, err = l.Namespace(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if w.b, err = l.Namespace(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	data, err := l.Subnet(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.aAddr, w.bAddr = netns.Hosts(data)
+	if _, _, err := l.Veth(ctx, netns.End{NS: w.a, Name: aIf, Addr: w.aAddr}, netns.End{NS: w.b, Name: bIf, Addr: w.bAddr}); err != nil {
+		t.Fatal(err)
+	}
+	mgmt, err := l.Subnet(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.root, w.bMgmt = netns.Hosts(mgmt)
+	if _, _, err := l.Veth(ctx, netns.End{Addr: w.root}, netns.End{NS: w.b, Name: mgmtIf, Addr: w.bMgmt}); err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
