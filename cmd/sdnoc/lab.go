@@ -93,7 +93,7 @@ func (f *labFlags) build(ctx context.Context, cmd *cobra.Command, lf *logFlags) 
 	if err != nil {
 		return nil, err
 	}
-	self, err := os.Executable()
+	self, err := copySelf(f.dir)
 	if err != nil {
 		return nil, err
 	}
@@ -102,6 +102,30 @@ func (f *labFlags) build(ctx context.Context, cmd *cobra.Command, lf *logFlags) 
 		return nil, err
 	}
 	return netlab.Up(ctx, p, netlab.Options{Dir: f.dir, Sdnoc: self, Log: log})
+}
+
+// copySelf copies the running sdnoc into the lab's directory, so that
+// the lab's processes, and the daemon the engineer starts in it, run a
+// binary that outlives `go run`'s temporary one.
+func copySelf(dir string) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, "sdnoc")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	// Replace, not overwrite: a lab process may be running the old one.
+	tmp := dst + ".new"
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+		return "", err
+	}
+	return dst, os.Rename(tmp, dst)
 }
 
 func newLabUp(lf *logFlags, f *labFlags) *cobra.Command {
@@ -117,9 +141,10 @@ func newLabUp(lf *logFlags, f *labFlags) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "lab up in %v: namespaces %s\n", time.Since(began).Round(100*time.Millisecond), strings.Join(l.Plan.Namespaces(), " "))
-			fmt.Fprintf(out, "run sdnoc in it:  ip netns exec %s %s daemon --config %s --journal %s/journal.jsonl\n",
-				l.Plan.NS("sdnoc"), os.Args[0], l.Plan.Topology.Source, f.dir)
-			fmt.Fprintf(out, "rehearse:         %s lab scenario isp-loss\n", os.Args[0])
+			fmt.Fprintf(out, "run sdnoc in it:  ip netns exec %s %s/sdnoc daemon --config %s --journal %s/journal.jsonl\n",
+				l.Plan.NS("sdnoc"), f.dir, l.Plan.Topology.Source, f.dir)
+			fmt.Fprintf(out, "its routers:      vtysh --vty_socket %s/frr/isp2/run -c 'show bgp ipv4 unicast'\n", f.dir)
+			fmt.Fprintln(out, "rehearse:         sdnoc lab scenario isp-loss   (builds its own lab: run lab down first)")
 			return nil
 		},
 	}

@@ -48,12 +48,14 @@ type State struct {
 // Up builds the lab of p: namespaces, links, addresses, routes, the FRR
 // routers, the reflector, the edge services, the gNMI agents and the flow
 // exporters. A lab left with the same prefix (a crashed run) is removed
-// first. On failure everything built so far is removed.
+// first (its files in Dir are left to be overwritten: Dir may already
+// hold the topology and binary for this one). On failure everything
+// built so far is removed.
 func Up(ctx context.Context, p *Plan, o Options) (*Lab, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	if removed, err := Down(ctx, p.Prefix, o.Dir); err != nil {
+	if removed, err := Down(ctx, p.Prefix, ""); err != nil {
 		return nil, fmt.Errorf("remove the previous lab: %w", err)
 	} else if len(removed) > 0 {
 		o.Log.Warn("removed a lab left behind", "namespaces", removed)
@@ -67,7 +69,7 @@ func Up(ctx context.Context, p *Plan, o Options) (*Lab, error) {
 	l := &Lab{Plan: p, opts: o}
 	st := State{Prefix: p.Prefix, Topology: p.Topology.Source, Namespaces: p.Namespaces(), Processes: map[string]int{}, Started: time.Now()}
 	if err := l.build(ctx, &st); err != nil {
-		_, derr := Down(context.WithoutCancel(ctx), p.Prefix, o.Dir)
+		_, derr := Down(context.WithoutCancel(ctx), p.Prefix, "")
 		return nil, errors.Join(err, derr)
 	}
 	b, _ := json.MarshalIndent(st, "", "  ")
