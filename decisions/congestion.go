@@ -274,8 +274,8 @@ func (e *Engine) planCongestion(now time.Time, d *Decision) {
 			return cmp.Or(cmp.Compare(c.rates[b], c.rates[a]), cmp.Compare(a, b))
 		})
 		scaled := ""
-		if scale > 1.005 {
-			scaled = fmt.Sprintf(" (its flows scaled ×%.2f to the link's measured load)", scale)
+		if scale > 1.05 { // below, the flows agree with the counters
+			scaled = fmt.Sprintf(", flows scaled ×%.2f to the link's measured load", scale)
 		}
 		var refused []string
 		for _, pi := range cands {
