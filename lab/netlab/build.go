@@ -274,7 +274,7 @@ func (l *Lab) start(ctx context.Context, st *State) error {
 			daemons = append(daemons, struct {
 				name, ns string
 				argv     []string
-			}{"iperf3-" + a.String(), bns, []string{"iperf3", "-s", "-B", a.String()}})
+			}{"iperf3-" + pop.Name + "-" + a.String(), bns, []string{"iperf3", "-s", "-B", a.String()}})
 		}
 	}
 	for _, d := range daemons {
