@@ -308,14 +308,19 @@ func terminate(ctx context.Context, pid int) error {
 	return nil
 }
 
-// VTY runs one vtysh command against the router and returns its output.
-func (r *Router) VTY(ctx context.Context, command string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "vtysh", "--vty_socket", r.run(), "-c", command)
+// VTY runs vtysh commands against the router, in one vtysh run, and
+// returns their output.
+func (r *Router) VTY(ctx context.Context, commands ...string) ([]byte, error) {
+	args := []string{"--vty_socket", r.run()}
+	for _, c := range commands {
+		args = append(args, "-c", c)
+	}
+	cmd := exec.CommandContext(ctx, "vtysh", args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("frr %s: vtysh -c %q: %w: %s", r.cfg.Name, command, err, bytes.TrimSpace(stderr.Bytes()))
+		return nil, fmt.Errorf("frr %s: vtysh -c %q: %w: %s", r.cfg.Name, strings.Join(commands, `" -c "`), err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return out, nil
 }

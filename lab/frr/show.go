@@ -1,6 +1,7 @@
 package frr
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -62,15 +63,21 @@ func ParseRoutes(b []byte) (map[netip.Prefix][]Path, error) {
 }
 
 // Table returns the router's IPv4 and IPv6 unicast BGP tables, valid
-// paths only.
+// paths only, read with one vtysh run (it prints one JSON document per
+// command): the lab's scenarios time withdrawals by it.
 func (r *Router) Table(ctx context.Context) (map[netip.Prefix][]Path, error) {
+	b, err := r.VTY(ctx, "show bgp ipv4 unicast json", "show bgp ipv6 unicast json")
+	if err != nil {
+		return nil, err
+	}
 	all := make(map[netip.Prefix][]Path)
-	for _, af := range []string{"ipv4", "ipv6"} {
-		b, err := r.VTY(ctx, "show bgp "+af+" unicast json")
-		if err != nil {
-			return nil, err
+	dec := json.NewDecoder(bytes.NewReader(b))
+	for range 2 {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("frr %s: bgp table: %w", r.cfg.Name, err)
 		}
-		t, err := ParseRoutes(b)
+		t, err := ParseRoutes(raw)
 		if err != nil {
 			return nil, fmt.Errorf("frr %s: %w", r.cfg.Name, err)
 		}
