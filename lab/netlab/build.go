@@ -387,7 +387,16 @@ func Down(ctx context.Context, prefix, dir string) ([]string, error) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	for _, ns := range names {
-		if err := sh(ctx, "ip", "netns", "del", ns); err != nil {
+		// A process just killed may still hold the namespace for a
+		// moment: try again before reporting it.
+		var err error
+		for try := 0; try < 5; try++ {
+			if err = sh(ctx, "ip", "netns", "del", ns); err == nil {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
