@@ -8,7 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,7 +51,7 @@ func newDaemon(lf *logFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ln, err := new(net.ListenConfig).Listen(cmd.Context(), "tcp", listen)
+			ln, err := adminListen(cmd.Context(), listen)
 			if err != nil {
 				return fmt.Errorf("listen %s for /metrics and /healthz: %w", listen, err)
 			}
@@ -87,7 +89,7 @@ func newDaemon(lf *logFlags) *cobra.Command {
 	}
 	c.Flags().StringVar(&cfgPath, "config", "", "topology file (YAML); SDNOC_* environment variables override its scalar keys")
 	c.Flags().StringVar(&journalPath, "journal", "sdnoc-journal.jsonl", "append-only journal of intents; read back at start")
-	c.Flags().StringVar(&listen, "listen", "127.0.0.1:9470", "address for /metrics, /healthz and /status")
+	c.Flags().StringVar(&listen, "listen", "127.0.0.1:9470", "address for /metrics, /healthz and /status: host:port, or a Unix socket path (with a /)")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "plan and explain, touch nothing: no BGP sessions, no journal writes")
 	c.Flags().BoolVar(&withdrawOnExit, "withdraw-on-exit", false,
 		"on SIGTERM withdraw every prefix from every ISP before stopping (default: leave them to graceful restart)")
@@ -142,4 +144,18 @@ func adminMux(reg *prometheus.Registry, ctl *controller.Controller) *http.ServeM
 		_ = enc.Encode(rows)
 	})
 	return mux
+}
+
+// adminListen listens on a TCP host:port, or on a Unix socket when addr
+// holds a '/': a socket file reaches across network namespaces (the
+// lab's daemon runs in one) and is guarded by file permissions. A socket
+// file left by a previous run is replaced.
+func adminListen(ctx context.Context, addr string) (net.Listener, error) {
+	if !strings.Contains(addr, "/") {
+		return new(net.ListenConfig).Listen(ctx, "tcp", addr)
+	}
+	if err := os.Remove(addr); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	return new(net.ListenConfig).Listen(ctx, "unix", addr)
 }

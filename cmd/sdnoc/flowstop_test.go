@@ -96,3 +96,25 @@ prefixes:
 		}
 	}
 }
+
+// The admin API listens on a Unix socket when --listen is a path,
+// replacing a socket file a previous run left.
+func TestAdminListenUnix(t *testing.T) {
+	path := t.TempDir() + "/sdnoc.sock"
+	for range 2 { // the second finds the first's file
+		ln, err := adminListen(t.Context(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ln.Addr().Network() != "unix" {
+			t.Fatalf("listening on %s %s, want unix", ln.Addr().Network(), ln.Addr())
+		}
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		ln.(*net.UnixListener).SetUnlinkOnClose(false)
+		ln.Close()
+	}
+}

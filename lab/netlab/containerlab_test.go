@@ -248,7 +248,7 @@ func clabProblems(p *Plan, c clabLab) []string {
 			run(pop.Name, "ip -6 route replace default via "+pop.ReturnVia6.String())
 		}
 	}
-	run("sdnoc", "sdnoc daemon --config /etc/sdnoc/lab.yaml", "--listen "+AdminAddr)
+	run("sdnoc", "sdnoc daemon --config /etc/sdnoc/lab.yaml", "--listen 127.0.0.1:9470")
 	if sd, ok := c.Topology.Nodes["sdnoc"]; ok && !slices.Contains(sd.Binds, "topologies/examples/lab.yaml:/etc/sdnoc/lab.yaml:ro") {
 		bad("node sdnoc: lab.yaml is not bound to /etc/sdnoc/lab.yaml")
 	}

@@ -7,20 +7,16 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/sdnoc/sdnoc/decisions"
 )
 
-// AdminAddr is where the lab's sdnoc daemon serves its admin API, inside
-// the sdnoc namespace.
-const AdminAddr = "127.0.0.1:9470"
+// adminSocket is the Unix socket of the lab's sdnoc daemon's admin API,
+// in the lab's directory: a socket file reaches across namespaces.
+func (l *Lab) adminSocket() string { return filepath.Join(l.opts.Dir, "sdnoc.sock") }
 
 // Daemon is sdnoc's daemon running in the lab's sdnoc namespace.
 type Daemon struct {
@@ -34,15 +30,16 @@ type Daemon struct {
 // restarts), and returns once its admin API answers.
 func (l *Lab) StartDaemon(ctx context.Context, args ...string) (*Daemon, error) {
 	argv := append([]string{l.opts.Sdnoc, "daemon", "--config", l.Plan.Topology.Source,
-		"--journal", filepath.Join(l.opts.Dir, "journal.jsonl"), "--listen", AdminAddr}, args...)
+		"--journal", filepath.Join(l.opts.Dir, "journal.jsonl"), "--listen", l.adminSocket()}, args...)
 	pid, err := l.daemon("sdnoc", l.Plan.NS("sdnoc"), argv...)
 	if err != nil {
 		return nil, err
 	}
-	ns := l.Plan.NS("sdnoc")
+	sock := l.adminSocket()
 	d := &Daemon{lab: l, pid: pid, http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return DialIn(ctx, ns, network, addr)
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
 		},
 	}}}
 	for {
@@ -83,7 +80,7 @@ func (d *Daemon) Stop(sig syscall.Signal) error {
 
 // Status returns the daemon's /status: every link's state and evidence.
 func (d *Daemon) Status(ctx context.Context) ([]decisions.LinkStatus, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+AdminAddr+"/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://sdnoc/status", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -104,35 +101,4 @@ func (d *Daemon) Status(ctx context.Context) ([]decisions.LinkStatus, error) {
 		return nil, fmt.Errorf("/status: %w", err)
 	}
 	return st, nil
-}
-
-// DialIn connects to addr from inside network namespace ns: the socket
-// is made on an OS thread moved into ns, and keeps to ns afterwards. The
-// thread is never moved back; it ends with its goroutine.
-func DialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		// Locked and never unlocked: the thread dies with the goroutine
-		// instead of carrying the namespace to other goroutines.
-		runtime.LockOSThread()
-		f, err := os.Open(filepath.Join("/var/run/netns", ns))
-		if err != nil {
-			done <- result{nil, fmt.Errorf("namespace %s: %w", ns, err)}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- result{nil, fmt.Errorf("enter namespace %s: %w", ns, err)}
-			return
-		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		done <- result{c, err}
-	}()
-	r := <-done
-	return r.c, r.err
 }
