@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sdnoc/sdnoc/controller"
 	"github.com/sdnoc/sdnoc/lab/loopback"
 )
 
@@ -59,18 +58,10 @@ func runCongestion(ctx context.Context, cfg Config) (*Report, error) {
 	r.report = Report{Scenario: ScenarioCongestion, Thresholds: topo.PoPs[0].Links[0].Thresholds, Probes: topo.Probes,
 		Topology: topo.Name, Links: r.links, Prefixes: r.prefixes}
 
-	ccfg := controller.DefaultConfig()
-	ccfg.Topology, ccfg.JournalPath = topo, filepath.Join(dir, "journal.jsonl")
-	ccfg.AppliedSync, ccfg.FlowPoll = 2*time.Second, 250*time.Millisecond
-	ctl, err := controller.New(ccfg, controller.Deps{Log: cfg.Log, OnEvent: r.onEvent})
-	if err != nil {
+	if err := r.startController(ctx, topo, dir); err != nil {
 		return nil, err
 	}
-	if err := ctl.Start(ctx); err != nil {
-		return nil, fmt.Errorf("start the controller: %w", err)
-	}
-	defer ctl.Stop(context.WithoutCancel(ctx))
-	r.ctl = ctl
+	defer r.ctl.Stop(context.WithoutCancel(ctx))
 
 	br1, err := exporterConn(cfg.Base, 11)
 	if err != nil {
@@ -83,7 +74,7 @@ func runCongestion(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer br2.Close()
 	tr := &traffic{lab: l, prefixes: r.prefixes, sysfs: sysfs, br1: br1, br2: br2,
-		collect: ctl.FlowAddr().(*net.UDPAddr), factor: 1,
+		collect: r.ctl.FlowAddr().(*net.UDPAddr), factor: 1,
 		rx: make([]float64, len(l.ISPs)), sfCarry: make([]float64, len(r.prefixes))}
 	for range l.ISPs {
 		tr.rates = append(tr.rates, make([]float64, len(r.prefixes)))

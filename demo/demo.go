@@ -173,22 +173,32 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("journal directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
-	ccfg := controller.DefaultConfig()
-	ccfg.Topology, ccfg.JournalPath = topo, filepath.Join(dir, "journal.jsonl")
-	ccfg.AppliedSync = 2 * time.Second
-	ctl, err := controller.New(ccfg, controller.Deps{Log: cfg.Log, OnEvent: r.onEvent})
-	if err != nil {
+	if err := r.startController(ctx, topo, dir); err != nil {
 		return nil, err
 	}
-	if err := ctl.Start(ctx); err != nil {
-		return nil, fmt.Errorf("start the controller: %w", err)
-	}
-	defer ctl.Stop(context.WithoutCancel(ctx))
-	r.ctl = ctl
+	defer r.ctl.Stop(context.WithoutCancel(ctx))
 	r.line(Line{Kind: "start", Text: fmt.Sprintf("sdnoc speaker AS%d with %d ISP links, %d prefixes; thresholds: %s",
 		pop.Speaker.ASN, len(r.links), len(r.prefixes), describe(r.report.Thresholds))})
 	r.scenario(ctx)
 	return r.finish(), nil
+}
+
+// startController starts sdnoc's controller on topo with its journal in
+// dir, the demo's events going to the timeline. The caller stops it.
+func (r *runner) startController(ctx context.Context, topo *topologies.Topology, dir string) error {
+	ccfg := controller.DefaultConfig()
+	ccfg.Topology, ccfg.JournalPath = topo, filepath.Join(dir, "journal.jsonl")
+	// Faster than a network needs, so the demo sees drift and load soon.
+	ccfg.AppliedSync, ccfg.FlowPoll = 2*time.Second, 250*time.Millisecond
+	ctl, err := controller.New(ccfg, controller.Deps{Log: r.cfg.Log, OnEvent: r.onEvent})
+	if err != nil {
+		return err
+	}
+	if err := ctl.Start(ctx); err != nil {
+		return fmt.Errorf("start the controller: %w", err)
+	}
+	r.ctl = ctl
+	return nil
 }
 
 // finish judges the run and returns a copy of its report.
