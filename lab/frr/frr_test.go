@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sdnoc/sdnoc/lab/netns/netnstest"
 )
 
 func TestBGPConfig(t *testing.T) {
@@ -79,34 +81,16 @@ func TestParseNeighbors(t *testing.T) {
 	}
 }
 
-// routerDir is a directory FRR's daemons (user frr) can reach, unlike
-// t.TempDir's, removed at cleanup.
-func routerDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "sdnoc-frr-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
 // lab is the test's two namespaces joined by a veth.
 type lab struct{ a, b string }
 
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces; CI runs as root")
+		netnstest.Unavailable(t, "needs root for network namespaces")
 	}
 	if _, err := os.Stat(bgpdBin); err != nil {
-		if os.Getenv("SDNOC_REQUIRE_LAB") == "1" {
-			t.Fatalf("FRR is not installed (%v); run lab/install.sh", err)
-		}
-		t.Skipf("FRR is not installed (%v); lab/install.sh installs it", err)
+		netnstest.Unavailable(t, "FRR is not installed (%v): run lab/install.sh as root", err)
 	}
 }
 
@@ -146,13 +130,13 @@ func TestRoutersPeer(t *testing.T) {
 	defer cancel()
 	a4, b4 := netip.MustParseAddr("198.18.1.1"), netip.MustParseAddr("198.18.1.2")
 	p4, p6 := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:100::/48")
-	ra, err := Start(ctx, Config{Name: "edge", Dir: routerDir(t), Namespace: l.a, ASN: 65000, RouterID: a4,
+	ra, err := Start(ctx, Config{Name: "edge", Dir: netnstest.Dir(t), Namespace: l.a, ASN: 65000, RouterID: a4,
 		Neighbors: []Neighbor{{Address: b4, ASN: 64501}}, Networks: []netip.Prefix{p4, p6}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ra.Stop(context.Background()) })
-	rb, err := Start(ctx, Config{Name: "isp1", Dir: routerDir(t), Namespace: l.b, ASN: 64501, RouterID: b4,
+	rb, err := Start(ctx, Config{Name: "isp1", Dir: netnstest.Dir(t), Namespace: l.b, ASN: 64501, RouterID: b4,
 		Neighbors: []Neighbor{{Address: a4, ASN: 65000, Description: "edge"}}})
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sdnoc/sdnoc/lab/frr"
+	"github.com/sdnoc/sdnoc/lab/netns/netnstest"
 )
 
 // testPrefix names a test's lab: sdnoc-t-<pid>-<random>-, as lab/netns
@@ -27,56 +28,26 @@ func testPrefix() string {
 func needLab(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("the lab needs root (network namespaces); CI runs as root")
+		netnstest.Unavailable(t, "the lab needs root (network namespaces); CI runs as root")
 	}
 	for _, bin := range []string{"/usr/lib/frr/bgpd", "/usr/bin/vtysh", "/usr/bin/iperf3"} {
 		if _, err := os.Stat(bin); err != nil {
-			if os.Getenv("SDNOC_REQUIRE_LAB") == "1" {
-				t.Fatalf("%s missing; run lab/install.sh", bin)
-			}
-			t.Skipf("%s missing; lab/install.sh installs what the lab needs", bin)
+			netnstest.Unavailable(t, "%s missing: run lab/install.sh as root", bin)
 		}
 	}
 }
 
-// buildSdnoc builds the sdnoc binary the lab's processes run.
-func buildSdnoc(t *testing.T, dir string) string {
+// upLab builds the lab of lab.yaml for a test, and removes it at the
+// test's end (unless SDNOC_LAB_KEEP is set, to look at it).
+func upLab(t *testing.T, ctx context.Context) *Lab {
 	t.Helper()
-	bin := filepath.Join(dir, "sdnoc")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/sdnoc").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// labDir is a directory the frr user can reach, removed at cleanup.
-func labDir(t *testing.T) string {
-	t.Helper()
-	d, err := os.MkdirTemp("", "sdnoc-lab-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	if err := os.Chmod(d, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-// TestLabUp builds the lab, runs sdnoc's daemon in it, and checks on the
-// routers and the data path: the internet reaches a PoP's edge prefix
-// through the ISP it prefers.
-func TestLabUp(t *testing.T) {
 	needLab(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
-	defer cancel()
-	dir := labDir(t)
+	dir := netnstest.Dir(t)
 	p, err := NewPlan(labTopology(t), testPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Up(ctx, p, Options{Dir: filepath.Join(dir, "lab"), Sdnoc: buildSdnoc(t, dir)})
+	l, err := Up(ctx, p, Options{Dir: filepath.Join(dir, "lab"), Sdnoc: netnstest.Sdnoc(t, dir)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,11 +60,20 @@ func TestLabUp(t *testing.T) {
 			t.Errorf("down: %v", err)
 		}
 	})
-	if _, err := l.daemon("sdnoc", p.NS("sdnoc"), l.opts.Sdnoc, "daemon", "--config", p.Topology.Source,
-		"--journal", filepath.Join(dir, "journal.jsonl"), "--listen", "127.0.0.1:9470"); err != nil {
+	return l
+}
+
+// TestLabUp builds the lab, runs sdnoc's daemon in it, and checks on the
+// routers and the data path: the internet reaches a PoP's edge prefix
+// through the ISP it prefers.
+func TestLabUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	l := upLab(t, ctx)
+	if _, err := l.StartDaemon(ctx); err != nil {
 		t.Fatal(err)
 	}
-	inet := frr.Attach(frr.Config{Name: "internet", Dir: filepath.Join(dir, "lab", "frr", "internet")})
+	inet := frr.Attach(frr.Config{Name: "internet", Dir: filepath.Join(l.opts.Dir, "frr", "internet")})
 	want := netip.MustParsePrefix("203.0.113.0/26")
 	var via []frr.Path
 	for ctx.Err() == nil {
@@ -107,10 +87,9 @@ func TestLabUp(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	if len(via) != 3 {
-		b, _ := os.ReadFile(filepath.Join(dir, "lab", "logs", "sdnoc.log"))
-		t.Fatalf("internet has %v for %s, want a path through each ISP; sdnoc's log:\n%s", via, want, b)
+		t.Fatalf("internet has %v for %s, want a path through each ISP; sdnoc's log:\n%s", via, want, l.Log("sdnoc"))
 	}
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", p.NS("internet"), "ping", "-c", "3", "-i", "0.2", "-W", "1", "203.0.113.1").CombinedOutput()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", l.Plan.NS("internet"), "ping", "-c", "3", "-i", "0.2", "-W", "1", "203.0.113.1").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ping from the internet to pop1's edge: %v\n%s", err, out)
 	}

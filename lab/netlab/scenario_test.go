@@ -3,7 +3,6 @@ package netlab
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -14,23 +13,9 @@ import (
 // plays only those; SDNOC_LAB_RESULTS=FILE writes the table there (as
 // lab/RESULTS.md keeps it).
 func TestScenarios(t *testing.T) {
-	needLab(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 14*time.Minute)
 	defer cancel()
-	dir := labDir(t)
-	p, err := NewPlan(labTopology(t), testPrefix())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := Up(ctx, p, Options{Dir: filepath.Join(dir, "lab"), Sdnoc: buildSdnoc(t, dir)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := Down(context.Background(), p.Prefix, ""); err != nil {
-			t.Errorf("down: %v", err)
-		}
-	})
+	l := upLab(t, ctx)
 	only := os.Getenv("SDNOC_LAB_SCENARIOS")
 	var results []*Result
 	for _, sc := range Scenarios() {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,17 +18,6 @@ import (
 
 // gnmiInterval is the collector's sample interval.
 const gnmiInterval = 500 * time.Millisecond
-
-// buildSdnoc builds cmd/sdnoc into dir and returns the binary's path.
-func buildSdnoc(t *testing.T, dir string) string {
-	t.Helper()
-	bin := filepath.Join(dir, "sdnoc")
-	out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "github.com/sdnoc/sdnoc/cmd/sdnoc").CombinedOutput()
-	if err != nil {
-		t.Fatalf("build sdnoc: %v\n%s", err, out)
-	}
-	return bin
-}
 
 // samples keeps what a telemetry collector reports.
 type samples struct {
@@ -100,7 +88,7 @@ func TestGNMIAgent(t *testing.T) {
 	}
 	l := netnstest.New(t, "cat", "env")
 	ctx := t.Context()
-	bin := buildSdnoc(t, t.TempDir())
+	bin := netnstest.Sdnoc(t, t.TempDir())
 
 	w := wire(t, l, "peer", "to-rtr", "rtr", "isp1", "mgmt")
 	peer, rtr, peerAddr, rtrAddr, rtrMgmt := w.a, w.b, w.aAddr, w.bAddr, w.bMgmt

@@ -5,6 +5,8 @@ package netnstest
 import (
 	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -56,4 +58,31 @@ func Unavailable(t testing.TB, format string, args ...any) {
 		t.Fatalf(format+" ("+RequireEnv+"=1)", args...)
 	}
 	t.Skipf(format, args...)
+}
+
+// Dir returns a directory that daemons dropping to another user (FRR's
+// run as frr) can reach, unlike t.TempDir's, removed at cleanup.
+func Dir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("", "sdnoc-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Sdnoc builds the sdnoc binary into dir, for tests that run it as a
+// process in a namespace, and returns its path.
+func Sdnoc(t testing.TB, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "sdnoc")
+	out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "github.com/sdnoc/sdnoc/cmd/sdnoc").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build sdnoc: %v\n%s", err, out)
+	}
+	return bin
 }
