@@ -160,7 +160,7 @@ func NewPlan(t *topologies.Topology, prefix string) (*Plan, error) {
 		}
 		for _, pf := range t.Prefixes {
 			for _, id := range pf.Publish {
-				if pop2, _, _ := cut(id); pop2 == pop.Name {
+				if pop2, _, _ := strings.Cut(id, "/"); pop2 == pop.Name {
 					pp.Edge = append(pp.Edge, pf.Prefix.Masked().Addr().Next())
 					break
 				}
@@ -252,15 +252,6 @@ func nthAddr(p netip.Prefix, n int) netip.Addr {
 		a = a.Next()
 	}
 	return a
-}
-
-func cut(id string) (string, string, bool) {
-	for i := range len(id) {
-		if id[i] == '/' {
-			return id[:i], id[i+1:], true
-		}
-	}
-	return id, "", false
 }
 
 func validName(s string) bool {

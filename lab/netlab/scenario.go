@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -176,6 +177,46 @@ func (r *Run) holds(ctx context.Context, id string, want []netip.Prefix) (bool, 
 	return sameSet(got, want), fmt.Sprintf("%s holds %v", id, got)
 }
 
+// configuredAll returns, per link, the prefixes the topology publishes
+// on it.
+func (r *Run) configuredAll() map[string][]netip.Prefix {
+	want := map[string][]netip.Prefix{}
+	for _, pop := range r.Lab.Plan.PoPs {
+		for _, lk := range pop.Links {
+			want[lk.ID] = r.configured(lk.ID)
+		}
+	}
+	return want
+}
+
+// mismatches returns, for each link of want whose ISP does not hold
+// exactly want[link] from sdnoc, what it holds; every ISP's table is read
+// once.
+func (r *Run) mismatches(ctx context.Context, want map[string][]netip.Prefix) []string {
+	tables := map[string]map[netip.Prefix][]frr.Path{}
+	var out []string
+	for _, id := range slices.Sorted(maps.Keys(want)) {
+		_, lk, ok := r.Lab.Plan.Link(id)
+		if !ok {
+			out = append(out, "no link "+id)
+			continue
+		}
+		tab, read := tables[lk.ISP]
+		if !read {
+			var err error
+			if tab, err = r.isp(lk.ISP).Table(ctx); err != nil {
+				out = append(out, err.Error())
+				continue
+			}
+			tables[lk.ISP] = tab
+		}
+		if got := frr.From(tab, lk.Local.Addr()); !sameSet(got, want[id]) {
+			out = append(out, fmt.Sprintf("%s holds %v", id, got))
+		}
+	}
+	return out
+}
+
 func sameSet(a, b []netip.Prefix) bool {
 	if len(a) != len(b) {
 		return false
@@ -201,12 +242,8 @@ func (r *Run) ready(ctx context.Context) error {
 				return false, fmt.Sprintf("%s is %s: %s", s.Link, s.State, s.Reason)
 			}
 		}
-		for _, pop := range r.Lab.Plan.PoPs {
-			for _, lk := range pop.Links {
-				if ok, seen := r.holds(ctx, lk.ID, r.configured(lk.ID)); !ok {
-					return false, seen
-				}
-			}
+		if m := r.mismatches(ctx, r.configuredAll()); len(m) > 0 {
+			return false, m[0]
 		}
 		return true, ""
 	})
@@ -406,13 +443,10 @@ func noise(ctx context.Context, r *Run) error {
 		}
 	}
 	deadline := time.Now().Add(d)
+	want := r.configuredAll()
 	for time.Now().Before(deadline) {
-		for _, pop := range r.Lab.Plan.PoPs {
-			for _, lk := range pop.Links {
-				if ok, seen := r.holds(ctx, lk.ID, r.configured(lk.ID)); !ok {
-					return fmt.Errorf("a withdrawal under 1%% loss: %s", seen)
-				}
-			}
+		if m := r.mismatches(ctx, want); len(m) > 0 {
+			return fmt.Errorf("a withdrawal under 1%% loss: %s", m[0])
 		}
 		select {
 		case <-ctx.Done():
@@ -437,21 +471,10 @@ func controllerRestart(ctx context.Context, r *Run) error {
 	}
 	// Watch every link's ISP from now on: each must hold the same set
 	// throughout (isp2 none, the others all).
-	want := map[string][]netip.Prefix{}
-	for _, pop := range r.Lab.Plan.PoPs {
-		for _, lk := range pop.Links {
-			want[lk.ID] = r.configured(lk.ID)
-		}
-	}
+	want := r.configuredAll()
 	want[bad] = nil
 	var flaps []string
-	watch := func() {
-		for id, w := range want {
-			if ok, seen := r.holds(ctx, id, w); !ok {
-				flaps = append(flaps, seen)
-			}
-		}
-	}
+	watch := func() { flaps = append(flaps, r.mismatches(ctx, want)...) }
 	watch()
 	if len(flaps) > 0 {
 		return fmt.Errorf("before the restart: %s", strings.Join(flaps, "; "))
