@@ -232,7 +232,7 @@ func (t *traffic) tick(ctx context.Context, now time.Time, dt time.Duration) err
 
 // srcFor is a client address of the right family for prefix index pi.
 func srcFor(pi int) netip.Addr {
-	if congestionDemand[pi].prefix[0:4] == "2001" {
+	if netip.MustParsePrefix(congestionDemand[pi].prefix).Addr().Is6() {
 		return netip.MustParseAddr("2001:db8:ffff::1")
 	}
 	return netip.MustParseAddr("198.18.200.1")

@@ -257,32 +257,23 @@ func (l *Lab) start(ctx context.Context, st *State) error {
 			return err
 		}
 	}
-	daemons := []struct {
-		name, ns string
-		argv     []string
-	}{{"reflector", p.NS("internet"), []string{l.opts.Sdnoc, "reflector", "--listen", "0.0.0.0:862"}}}
+	if err := l.keep(st, "reflector", p.NS("internet"), l.opts.Sdnoc, "reflector", "--listen", "0.0.0.0:862"); err != nil {
+		return err
+	}
 	for _, pop := range p.PoPs {
 		bns := p.NS(pop.Name)
-		daemons = append(daemons, struct {
-			name, ns string
-			argv     []string
-		}{"gnmi-agent-" + pop.Name, bns, []string{l.opts.Sdnoc, "gnmi-agent", "--listen", netip.AddrPortFrom(pop.Mgmt.Addr(), 9339).String(), "--bgp-command", ""}})
+		if err := l.keep(st, "gnmi-agent-"+pop.Name, bns, l.opts.Sdnoc, "gnmi-agent",
+			"--listen", netip.AddrPortFrom(pop.Mgmt.Addr(), 9339).String(), "--bgp-command", ""); err != nil {
+			return err
+		}
 		for _, a := range pop.Edge {
 			if !a.Is4() {
 				continue
 			}
-			daemons = append(daemons, struct {
-				name, ns string
-				argv     []string
-			}{"iperf3-" + pop.Name + "-" + a.String(), bns, []string{"iperf3", "-s", "-B", a.String()}})
+			if err := l.keep(st, "iperf3-"+pop.Name+"-"+a.String(), bns, "iperf3", "-s", "-B", a.String()); err != nil {
+				return err
+			}
 		}
-	}
-	for _, d := range daemons {
-		pid, err := l.daemon(d.name, d.ns, d.argv...)
-		if err != nil {
-			return err
-		}
-		st.Processes[d.name] = pid
 	}
 	if err := l.startExporters(ctx, st); err != nil {
 		return err
@@ -325,6 +316,16 @@ func (l *Lab) converge(ctx context.Context, internet frr.Config) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// keep starts a process of the lab with daemon and records it in st.
+func (l *Lab) keep(st *State, name, ns string, argv ...string) error {
+	pid, err := l.daemon(name, ns, argv...)
+	if err != nil {
+		return err
+	}
+	st.Processes[name] = pid
+	return nil
 }
 
 // daemon starts argv in namespace ns, detached from this process (the

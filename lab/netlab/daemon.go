@@ -20,7 +20,6 @@ func (l *Lab) adminSocket() string { return filepath.Join(l.opts.Dir, "sdnoc.soc
 
 // Daemon is sdnoc's daemon running in the lab's sdnoc namespace.
 type Daemon struct {
-	lab  *Lab
 	pid  int
 	http *http.Client
 }
@@ -36,7 +35,7 @@ func (l *Lab) StartDaemon(ctx context.Context, args ...string) (*Daemon, error) 
 		return nil, err
 	}
 	sock := l.adminSocket()
-	d := &Daemon{lab: l, pid: pid, http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+	d := &Daemon{pid: pid, http: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", sock)

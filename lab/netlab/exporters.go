@@ -92,11 +92,9 @@ func (l *Lab) startExporters(ctx context.Context, st *State) error {
 			default:
 				return fmt.Errorf("pop %s: no exporter %q", pop.Name, pop.Exporter)
 			}
-			pid, err := l.daemon(name, bns, argv...)
-			if err != nil {
+			if err := l.keep(st, name, bns, argv...); err != nil {
 				return err
 			}
-			st.Processes[name] = pid
 		}
 	}
 	return nil
