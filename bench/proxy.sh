@@ -18,7 +18,8 @@
 # cores the same way. Rounds alternate the three (ROUNDS
 # rounds of DURATION each, after a warm-up); the table gives the median.
 #
-# Usage: bench/proxy.sh              ROUNDS=3 DURATION=10s CONNECTIONS=100
+# Usage: bench/proxy.sh   ROUNDS=3 DURATION=10s CONNECTIONS=100 ORIGIN=nginx|go
+#                         EDGE_PROCS=2 (sdnoc's GOMAXPROCS)
 # Installs nginx, haproxy and wrk with apt-get when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -115,7 +116,7 @@ else
 fi
 "$nginx_bin" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -g 'daemon off;' & pids+=($!)
 "$haproxy_bin" -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 & pids+=($!)
-GOMAXPROCS=2 "$tmp/sdnoc" edge serve --sites "$tmp/sites" --state "$tmp/state" --listen "127.0.0.1:$sdnoc_port" \
+GOMAXPROCS=${EDGE_PROCS:-2} "$tmp/sdnoc" edge serve --sites "$tmp/sites" --state "$tmp/state" --listen "127.0.0.1:$sdnoc_port" \
   --admin "127.0.0.1:$admin_port" --access-log=false --log-level warn & pids+=($!)
 
 declare -A port=([sdnoc]=$sdnoc_port [nginx]=$nginx_port [haproxy]=$haproxy_port)
