@@ -30,3 +30,6 @@ done
 
 echo "== flow collector vs goflow2 v2.2.6 CLI (records per CPU-second, UDP drops)"
 bench/flow.sh 5
+
+echo "== edge proxy vs nginx and HAProxy (wrk, 100 connections; prints PASS/FAIL against the goal)"
+bench/proxy.sh || true
