@@ -45,7 +45,7 @@ fuzz:
 	@set -e; for spec in $$(scripts/fuzz-targets.sh); do \
 	  pkg=$${spec%%:*}; target=$${spec##*:}; \
 	  echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
-	  $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg >/dev/null; \
+	  out=$$($(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg 2>&1) || { echo "$$out"; exit 1; }; \
 	done
 
 # The README's first command, checked end to end: it must pass; and the
