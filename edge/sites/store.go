@@ -63,21 +63,6 @@ type Set struct {
 	Rejected map[string]error
 }
 
-// Lookup finds the site serving host: exact names before wildcards.
-func (s *Set) Lookup(host string) *Site {
-	for _, site := range s.Sites {
-		if slices.Contains(site.Hosts, host) {
-			return site
-		}
-	}
-	for _, site := range s.Sites {
-		if site.Matches(host) {
-			return site
-		}
-	}
-	return nil
-}
-
 // Version is one kept version of a site's file.
 type Version struct {
 	Site    string
