@@ -26,6 +26,7 @@ const (
 	RuleLastLink     = "last-link"      // kept on the least bad link so the prefix is not stranded
 	RuleUnconfigured = "not-configured" // published but no longer configured there
 	RuleCongestion   = "congestion"     // moved off a full link
+	RuleOverride     = "override"       // pinned by a playbook's override (invariant 5)
 )
 
 // Evidence is what an intent or change was based on.
@@ -91,6 +92,9 @@ type Decision struct {
 	// Moved is set when any link's moved set changed: every link's moved
 	// prefixes, for the journal.
 	Moved map[string][]netip.Prefix
+	// Expired are the overrides that ended at this step: automation has
+	// what they covered again.
+	Expired []string
 }
 
 // Snapshot is the planner state that must survive a restart (invariant 7).
@@ -115,6 +119,8 @@ type LinkStatus struct {
 	Published   int     `json:"published"` // applied
 	SessionUp   bool    `json:"session_up"`
 	SessionSeen bool    `json:"session_known"`
+	// Overrides are the active overrides that pin something on the link.
+	Overrides []string `json:"overrides,omitempty"`
 }
 
 type group struct {
@@ -144,6 +150,8 @@ type Engine struct {
 	// refused remembers refusals already reported, so a held refusal is
 	// reported once, not every step.
 	refused map[string]string
+	// overrides are the active manual intents, oldest first.
+	overrides []override
 	// first and last are the times of the first and latest steps.
 	first, last time.Time
 }
@@ -298,6 +306,7 @@ func (e *Engine) Step(now time.Time) Decision {
 	}
 	e.last = now
 	d := Decision{At: now}
+	e.expire(now, &d)
 	for _, l := range e.links {
 		l.evaluate(now)
 		if tr, ok := l.advance(now); ok {
@@ -319,6 +328,7 @@ func (e *Engine) Step(now time.Time) Decision {
 	e.planCongestion(now, &d)
 	e.plan(&d)
 	e.unstrand(&d)
+	e.applyOverrides(&d)
 	if len(d.Moves) > 0 || e.movedCount() != before {
 		d.Moved = e.movedSets()
 	}
@@ -392,6 +402,15 @@ func (e *Engine) plan(d *Decision) {
 			}
 			if slices.ContainsFunc(lids, func(li int) bool { return e.links[li].carries() }) {
 				continue
+			}
+			// A link that an override takes the prefixes off is no
+			// keeper: people win (invariant 5). With none left, the PoP
+			// is drained on purpose and applyOverrides has the last word.
+			if len(e.overrides) > 0 {
+				lids = slices.DeleteFunc(slices.Clone(lids), func(li int) bool { return e.pinnedOff(li, g.prefixes[0]) })
+				if len(lids) == 0 {
+					continue
+				}
 			}
 			prev, had := oldKeepers[keeperKey{gi, pop}]
 			k := e.chooseKeeper(g, lids, prev, had)
@@ -566,8 +585,24 @@ func (e *Engine) refuse(d *Decision, r Refusal) {
 func (e *Engine) reconcile(d *Decision) {
 	for i, l := range e.links {
 		var add, del []netip.Prefix
-		e.desired[i].each(e.applied[i], func(pi int) { add = append(add, e.prefixes[pi]) })
-		e.applied[i].each(e.desired[i], func(pi int) { del = append(del, e.prefixes[pi]) })
+		pinned := map[string][]netip.Prefix{} // override id -> prefixes it announces
+		e.desired[i].each(e.applied[i], func(pi int) {
+			if id := e.pinnedBy(i, pi, false); id != "" {
+				pinned[id] = append(pinned[id], e.prefixes[pi])
+				return
+			}
+			add = append(add, e.prefixes[pi])
+		})
+		e.emitPinned(d, l, Announce, pinned)
+		pinned = map[string][]netip.Prefix{}
+		e.applied[i].each(e.desired[i], func(pi int) {
+			if id := e.pinnedBy(i, pi, true); id != "" {
+				pinned[id] = append(pinned[id], e.prefixes[pi])
+				return
+			}
+			del = append(del, e.prefixes[pi])
+		})
+		e.emitPinned(d, l, Withdraw, pinned)
 		if len(add) > 0 {
 			rule, reason := RulePublish, fmt.Sprintf("%s carries its configured prefixes (%s)", l.cfg.ID, l.summary())
 			if l.withdrawn {
@@ -612,7 +647,7 @@ func (e *Engine) Status() []LinkStatus {
 		out = append(out, LinkStatus{Link: l.cfg.ID, PoP: l.cfg.PoP, State: l.state, Withdrawn: l.withdrawn, Reason: l.reason,
 			Congested: l.cong.congested, Utilisation: u, Moved: l.cong.moved.count(),
 			Window: l.window, Configured: e.configured[i].count(), Published: e.applied[i].count(),
-			SessionUp: l.sessionUp, SessionSeen: l.sessionKnown})
+			SessionUp: l.sessionUp, SessionSeen: l.sessionKnown, Overrides: e.overridesOn(i)})
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Link < out[b].Link })
 	return out
