@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sdnoc/sdnoc/playbooks"
 	"github.com/sdnoc/sdnoc/topologies"
 )
 
@@ -21,12 +22,14 @@ type Config struct {
 	SessionPoll time.Duration // how often BGP session states are read; default 1s
 	AppliedSync time.Duration // how often the speakers' adj-RIB-out is read back; default 30s
 	FlowPoll    time.Duration // how often the flow rates are handed to the engine; default 1s
+	MaxOverride time.Duration // the longest a playbook may hold; default and most 24h
 }
 
 // DefaultConfig returns the periods sdnoc uses; Topology and JournalPath
 // must still be set.
 func DefaultConfig() Config {
-	return Config{Tick: 100 * time.Millisecond, SessionPoll: time.Second, AppliedSync: 30 * time.Second, FlowPoll: time.Second}
+	return Config{Tick: 100 * time.Millisecond, SessionPoll: time.Second, AppliedSync: 30 * time.Second, FlowPoll: time.Second,
+		MaxOverride: playbooks.MaxExpiry}
 }
 
 // Validate reports every unusable field.
@@ -41,10 +44,13 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"tick", c.Tick}, {"session_poll", c.SessionPoll}, {"applied_sync", c.AppliedSync}, {"flow_poll", c.FlowPoll}} {
+	}{{"tick", c.Tick}, {"session_poll", c.SessionPoll}, {"applied_sync", c.AppliedSync}, {"flow_poll", c.FlowPoll}, {"max_override", c.MaxOverride}} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s: %v must be positive", d.name, d.v))
 		}
+	}
+	if c.MaxOverride > playbooks.MaxExpiry {
+		errs = append(errs, fmt.Errorf("max_override: %v is above the %v that playbooks may hold; lower it", c.MaxOverride, playbooks.MaxExpiry))
 	}
 	return errors.Join(errs...)
 }

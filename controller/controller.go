@@ -29,6 +29,15 @@ type Deps struct {
 	// OnEvent, if set, receives every event (transition, intent, refusal,
 	// alert) from the controller's goroutine; it must return quickly.
 	OnEvent func(Event)
+	// Proxies drains and undrains edge proxies for drain-pop playbooks;
+	// nil: playbooks drain no proxy.
+	Proxies Proxies
+}
+
+// Proxies drains edge proxies, given their admin addresses.
+type Proxies interface {
+	Drain(ctx context.Context, addrs []string) error
+	Undrain(ctx context.Context, addrs []string) error
 }
 
 // Event is something the controller did or saw, for timelines and logs.
@@ -58,17 +67,25 @@ type Controller struct {
 	telemetry    *telemetry.Collector
 	loads        chan telemetry.Sample
 
-	mu       sync.Mutex // guards status and lastStep
-	engine   *decisions.Engine
-	status   []decisions.LinkStatus
-	lastStep time.Time
-	journal  *journal.Journal
-	alerts   map[string]string // link|kind -> text, to log changes only
-	retryAt  map[string]time.Time
-	seenUp   map[string]bool // links whose session has been up since start
-	started  time.Time
-	cancel   context.CancelFunc
-	done     chan struct{}
+	mu         sync.Mutex // guards status, pubs, manualList and lastStep
+	engine     *decisions.Engine
+	status     []decisions.LinkStatus
+	pubs       []decisions.Publication
+	manualList []journal.Manual
+	lastStep   time.Time
+	// reqs carries the API's calls to the loop, which owns the engine.
+	reqs chan func()
+	// manual are the active playbooks by name; loop goroutine only.
+	manual map[string]journal.Manual
+	// pendingUndrain are proxies whose playbook ended; loop only.
+	pendingUndrain []string
+	journal        *journal.Journal
+	alerts         map[string]string // link|kind -> text, to log changes only
+	retryAt        map[string]time.Time
+	seenUp         map[string]bool // links whose session has been up since start
+	started        time.Time
+	cancel         context.CancelFunc
+	done           chan struct{}
 }
 
 // New checks cfg and wires the parts. It opens no socket and no file.
@@ -93,6 +110,8 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 		alerts:  map[string]string{},
 		retryAt: map[string]time.Time{},
 		seenUp:  map[string]bool{},
+		reqs:    make(chan func()),
+		manual:  map[string]journal.Manual{},
 	}
 	// Validate the network now so a bad topology fails before Start.
 	if _, err := decisions.New(network(cfg.Topology), decisions.Snapshot{}); err != nil {
@@ -152,7 +171,7 @@ func (c *Controller) onSample(s probes.Sample) {
 // was published before, and no End-of-RIB flushes what is about to be
 // re-announced.
 func (c *Controller) Start(ctx context.Context) error {
-	var snap decisions.Snapshot
+	var snap journal.State
 	if c.cfg.DryRun {
 		s, err := readSnapshot(c.cfg.JournalPath)
 		if err != nil {
@@ -172,11 +191,12 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 		c.log.Info("journal restored", "path", c.cfg.JournalPath, "withdrawn", len(s.Withdrawn), "keepers", len(s.Keepers))
 	}
-	e, err := decisions.New(network(c.cfg.Topology), snap)
+	e, err := decisions.New(network(c.cfg.Topology), snap.Snapshot)
 	if err != nil {
 		return err
 	}
 	c.engine = e
+	c.restoreOverrides(snap.Overrides)
 	c.started = time.Now()
 	run, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = cancel
@@ -212,9 +232,9 @@ func (c *Controller) Start(ctx context.Context) error {
 }
 
 // readSnapshot replays a journal without writing to it, for dry runs.
-func readSnapshot(path string) (decisions.Snapshot, error) {
+func readSnapshot(path string) (journal.State, error) {
 	if path == "" {
-		return decisions.Snapshot{}, nil
+		return journal.State{}, nil
 	}
 	return journal.Read(path)
 }
@@ -303,6 +323,8 @@ func (c *Controller) loop(ctx context.Context) {
 			c.pollSessions(ctx)
 		case <-resync.C:
 			c.syncApplied(ctx)
+		case f := <-c.reqs:
+			f()
 		}
 	}
 }
@@ -366,6 +388,7 @@ func (c *Controller) step(ctx context.Context) {
 	start := time.Now()
 	d := c.engine.Step(now)
 	c.metrics.stepSeconds.Observe(time.Since(start).Seconds())
+	c.expired(now, d.Expired)
 	for _, tr := range d.Transitions {
 		c.log.Info("link state", "link", tr.Link, "from", tr.From, "to", tr.To, "reason", tr.Reason)
 		c.emit(Event{Time: now, Kind: "transition", Link: tr.Link, Text: fmt.Sprintf("%s → %s: %s", tr.From, tr.To, tr.Reason)})
@@ -409,10 +432,27 @@ func (c *Controller) step(ctx context.Context) {
 	}
 	st := c.engine.Status()
 	c.metrics.update(st)
+	pubs := c.engine.Publications()
+	manual := make([]journal.Manual, 0, len(c.manual))
+	for _, o := range c.engine.Overrides() {
+		manual = append(manual, c.manual[o.ID])
+	}
 	c.mu.Lock()
-	c.status = st
+	c.status, c.pubs, c.manualList = st, pubs, manual
 	c.lastStep = time.Now()
 	c.mu.Unlock()
+	if len(c.pendingUndrain) > 0 && c.deps.Proxies != nil {
+		addrs := c.pendingUndrain
+		c.pendingUndrain = nil
+		// Off the loop: a proxy that does not answer must not stall decisions.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		go func() {
+			defer cancel()
+			if err := c.deps.Proxies.Undrain(uctx, addrs); err != nil {
+				c.log.Error("undrain edge proxies after a playbook ended", "proxies", addrs, "err", err)
+			}
+		}()
+	}
 }
 
 // Health reports an error when the decision loop has not stepped for ten

@@ -448,3 +448,71 @@ func (e *Engine) emitPinned(d *Decision, l *link, a Action, pinned map[string][]
 			Reason: fmt.Sprintf("override %s pins these prefixes %s %s (people win, invariant 5)", id, verb, l.cfg.ID), Evidence: l.evidence()})
 	}
 }
+
+// PreviewRelease tells what ending the overrides ids would change, relative
+// to the plan of the last step: each pair they withdraw comes back where
+// automation publishes it (configured, the link not withdrawn, the prefix
+// not moved off for congestion), and each pair they announce goes where
+// automation does not. Never-strand keepers are left out: releasing gives
+// links back, it never takes the last one away.
+func (e *Engine) PreviewRelease(ids []string) (Preview, error) {
+	var rel []override
+	for _, id := range ids {
+		i := slices.IndexFunc(e.overrides, func(o override) bool { return o.o.ID == id })
+		if i < 0 {
+			return Preview{}, fmt.Errorf("no active override %q", id)
+		}
+		rel = append(rel, e.overrides[i])
+	}
+	var p Preview
+	for li, l := range e.links {
+		var dl Delta
+		auto := func(pi int) bool {
+			return e.configured[li].has(pi) && !l.withdrawn && !l.cong.moved.has(pi)
+		}
+		for _, o := range rel {
+			if b, ok := o.withdraw[li]; ok {
+				b.each(e.desired[li], func(pi int) {
+					if auto(pi) {
+						dl.Announce = append(dl.Announce, e.prefixes[pi])
+					}
+				})
+			}
+			if b, ok := o.announce[li]; ok {
+				b.each(make(bitset, len(b)), func(pi int) {
+					if e.desired[li].has(pi) && !auto(pi) {
+						dl.Withdraw = append(dl.Withdraw, e.prefixes[pi])
+					}
+				})
+			}
+		}
+		if len(dl.Announce)+len(dl.Withdraw) > 0 {
+			dl.Link = l.cfg.ID
+			p.Changes = append(p.Changes, dl)
+		}
+	}
+	slices.SortFunc(p.Changes, func(a, b Delta) int { return cmp.Compare(a.Link, b.Link) })
+	return p, nil
+}
+
+// Publication is what a link should publish and what it does.
+type Publication struct {
+	Link    string         `json:"link"`
+	Desired []netip.Prefix `json:"desired"`
+	Applied []netip.Prefix `json:"applied"`
+}
+
+// Publications returns every link's desired and applied prefixes as of the
+// last step, sorted by link.
+func (e *Engine) Publications() []Publication {
+	out := make([]Publication, 0, len(e.links))
+	for li, l := range e.links {
+		pb := Publication{Link: l.cfg.ID, Desired: []netip.Prefix{}, Applied: []netip.Prefix{}}
+		none := make(bitset, len(e.desired[li]))
+		e.desired[li].each(none, func(pi int) { pb.Desired = append(pb.Desired, e.prefixes[pi]) })
+		e.applied[li].each(none, func(pi int) { pb.Applied = append(pb.Applied, e.prefixes[pi]) })
+		out = append(out, pb)
+	}
+	slices.SortFunc(out, func(a, b Publication) int { return cmp.Compare(a.Link, b.Link) })
+	return out
+}

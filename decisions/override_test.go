@@ -286,3 +286,33 @@ func statusOf(e *Engine, id string) LinkStatus {
 	}
 	return LinkStatus{}
 }
+
+func TestPreviewRelease(t *testing.T) {
+	e := twoPoPs(t)
+	s := newSim(e, 5, twoPoPLinks...)
+	s.run(5 * time.Second)
+	o := drainPoP1("drain", s.now.Add(time.Hour), pfxA, pfxC)
+	o.Announce = map[string][]netip.Prefix{"pop2/isp1": {pfxB}}
+	if err := e.AddOverride(o); err != nil {
+		t.Fatal(err)
+	}
+	s.run(time.Second)
+	if got := s.published("pop2/isp1"); len(got) != 3 {
+		t.Fatalf("pop2/isp1 publishes %v; want A, B (pinned) and C", got)
+	}
+	p, err := e.PreviewRelease([]string{"drain"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Changes) != 4 || p.Changes[0].Link != "pop1/isp1" || !slices.Equal(p.Changes[0].Announce, []netip.Prefix{pfxA, pfxC}) ||
+		p.Changes[3].Link != "pop2/isp1" || !slices.Equal(p.Changes[3].Withdraw, []netip.Prefix{pfxB}) {
+		t.Fatalf("changes = %+v", p.Changes)
+	}
+	if _, err := e.PreviewRelease([]string{"nope"}); err == nil {
+		t.Fatal("release of an unknown override previewed")
+	}
+	pubs := e.Publications()
+	if len(pubs) != 5 || pubs[0].Link != "pop1/isp1" || !slices.Equal(pubs[0].Desired, []netip.Prefix{pfxB}) || !slices.Equal(pubs[0].Applied, []netip.Prefix{pfxB}) {
+		t.Fatalf("publications = %+v", pubs)
+	}
+}

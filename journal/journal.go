@@ -17,6 +17,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -37,7 +38,38 @@ const (
 	KindFailed  Kind = "failed"  // Ref failed (Error says why)
 	KindRefusal Kind = "refusal" // an action refused, with why
 	KindMoves   Kind = "moves"   // the prefixes moved off congested links, all of them
+	// Manual actions, each with its Audit (invariant 5).
+	KindOverride Kind = "override" // a playbook applied: Manual
+	KindRelease  Kind = "release"  // Target released by a person
+	KindExpire   Kind = "expire"   // Target expired; automation has it back
+	KindDenied   Kind = "denied"   // a write refused (Note says why)
 )
+
+// Audit says who asked for a manual action, how and why.
+type Audit struct {
+	Author   string `json:"author"`
+	Reason   string `json:"reason"`
+	Via      string `json:"via"`                // the API client, e.g. "unix uid 1000"
+	Playbook string `json:"playbook,omitempty"` // its name
+	Kind     string `json:"kind,omitempty"`     // its kind, e.g. drain-pop
+	File     string `json:"file,omitempty"`     // its file, as the client named it
+}
+
+// Manual is an applied playbook: the override it pins, who applied it,
+// and the edge proxies it drained, to undrain when it ends.
+type Manual struct {
+	Override decisions.Override `json:"override"`
+	Audit    Audit              `json:"audit"`
+	Applied  time.Time          `json:"applied"`
+	Drained  []string           `json:"drained,omitempty"`
+}
+
+// State is what a journal says is in force: the planner's state and the
+// manual overrides applied and not yet released or expired.
+type State struct {
+	decisions.Snapshot
+	Overrides []Manual
+}
 
 // Record is one line of the journal.
 type Record struct {
@@ -53,6 +85,9 @@ type Record struct {
 	Keepers map[string][]netip.Prefix `json:"keepers,omitempty"`
 	Moved   map[string][]netip.Prefix `json:"moved,omitempty"`
 	Moves   []decisions.Move          `json:"moves,omitempty"` // this step's moves, with their reasons
+	Manual  *Manual                   `json:"manual,omitempty"`
+	Target  string                    `json:"target,omitempty"` // the override released or expired
+	Audit   *Audit                    `json:"audit,omitempty"`
 }
 
 // Journal appends records to a file. It is safe for concurrent use.
@@ -65,24 +100,24 @@ type Journal struct {
 
 // Open opens (creating if needed) the journal at path, replays it and
 // returns the planner state it records.
-func Open(path string) (*Journal, decisions.Snapshot, error) {
+func Open(path string) (*Journal, State, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
-		return nil, decisions.Snapshot{}, fmt.Errorf("open journal: %w", err)
+		return nil, State{}, fmt.Errorf("open journal: %w", err)
 	}
 	snap, seq, good, err := Replay(f)
 	if err != nil {
 		f.Close()
-		return nil, decisions.Snapshot{}, fmt.Errorf("journal %s: %w", path, err)
+		return nil, State{}, fmt.Errorf("journal %s: %w", path, err)
 	}
 	// Cut a torn tail so the next record starts on a line of its own.
 	if err := f.Truncate(good); err != nil {
 		f.Close()
-		return nil, decisions.Snapshot{}, fmt.Errorf("journal %s: truncate torn tail: %w", path, err)
+		return nil, State{}, fmt.Errorf("journal %s: truncate torn tail: %w", path, err)
 	}
 	if _, err := f.Seek(good, io.SeekStart); err != nil {
 		f.Close()
-		return nil, decisions.Snapshot{}, fmt.Errorf("journal %s: %w", path, err)
+		return nil, State{}, fmt.Errorf("journal %s: %w", path, err)
 	}
 	return &Journal{f: f, path: path, seq: seq}, snap, nil
 }
@@ -94,8 +129,8 @@ var ErrCorrupt = errors.New("corrupt journal")
 // Replay reads records from r and folds them into the planner state. It
 // returns the last sequence number and the length of the well-formed
 // prefix of r (everything before a torn last line).
-func Replay(r io.Reader) (snap decisions.Snapshot, seq uint64, good int64, err error) {
-	snap = decisions.Snapshot{Withdrawn: map[string]bool{}, Keepers: map[string][]netip.Prefix{}, Moved: map[string][]netip.Prefix{}}
+func Replay(r io.Reader) (snap State, seq uint64, good int64, err error) {
+	snap.Snapshot = decisions.Snapshot{Withdrawn: map[string]bool{}, Keepers: map[string][]netip.Prefix{}, Moved: map[string][]netip.Prefix{}}
 	br := bufio.NewReaderSize(r, 1<<16)
 	line := 0
 	for {
@@ -134,8 +169,14 @@ func Replay(r io.Reader) (snap decisions.Snapshot, seq uint64, good int64, err e
 	}
 }
 
-func apply(snap *decisions.Snapshot, rec Record) {
+func apply(snap *State, rec Record) {
 	switch rec.Kind {
+	case KindOverride:
+		if rec.Manual != nil {
+			snap.Overrides = append(snap.Overrides, *rec.Manual)
+		}
+	case KindRelease, KindExpire:
+		snap.Overrides = slices.DeleteFunc(snap.Overrides, func(m Manual) bool { return m.Override.ID == rec.Target })
 	case KindChange:
 		if rec.Change == nil {
 			return
@@ -199,18 +240,52 @@ func (j *Journal) Close() error {
 
 // Read replays the journal at path without opening it for writing: dry
 // runs and status views use it. A missing file is an empty journal.
-func Read(path string) (decisions.Snapshot, error) {
+func Read(path string) (State, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return decisions.Snapshot{}, nil
+		return State{}, nil
 	}
 	if err != nil {
-		return decisions.Snapshot{}, fmt.Errorf("open journal: %w", err)
+		return State{}, fmt.Errorf("open journal: %w", err)
 	}
 	defer f.Close()
 	snap, _, _, err := Replay(f)
 	if err != nil {
-		return decisions.Snapshot{}, fmt.Errorf("journal %s: %w", path, err)
+		return State{}, fmt.Errorf("journal %s: %w", path, err)
 	}
 	return snap, nil
+}
+
+// Records returns up to limit records of the journal at path with a
+// sequence number above after, the newest ones when there are more: for
+// the daemon's API and people reading what sdnoc did. It scans the file.
+func Records(path string, after uint64, limit int) ([]Record, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	defer f.Close()
+	var out []Record
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<16), 64<<20)
+	for sc.Scan() {
+		var rec Record
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			continue // a torn tail; Open reports real damage
+		}
+		if rec.Seq <= after {
+			continue
+		}
+		out = append(out, rec)
+		if limit > 0 && len(out) > 2*limit {
+			out = slices.Delete(out, 0, len(out)-limit)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read journal %s: %w", path, err)
+	}
+	if limit > 0 && len(out) > limit {
+		out = out[len(out)-limit:]
+	}
+	return out, nil
 }

@@ -128,3 +128,49 @@ func FuzzReplay(f *testing.F) {
 		}
 	})
 }
+
+// Overrides applied come back on reopen until released or expired, with
+// their audit; Records reads the newest records after a sequence number.
+func TestOverridesReplay(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.jsonl")
+	j, _, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	man := func(id string) *Manual {
+		return &Manual{Override: decisions.Override{ID: id, Expires: when.Add(time.Hour), Withdraw: map[string][]netip.Prefix{"pop1/isp1": {p}}},
+			Audit: Audit{Author: "alice", Reason: "maintenance", Via: "unix uid 0", Kind: "drain-pop"}, Applied: when, Drained: []string{"10.0.0.1:9480"}}
+	}
+	for _, r := range []Record{
+		{Kind: KindOverride, Manual: man("a")},
+		{Kind: KindOverride, Manual: man("b")},
+		{Kind: KindOverride, Manual: man("c")},
+		{Kind: KindRelease, Target: "a", Audit: &Audit{Author: "bob", Reason: "done", Via: "unix uid 0"}},
+		{Kind: KindExpire, Target: "c"},
+	} {
+		r.Time = when
+		if _, err := j.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Close()
+	_, st, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Overrides) != 1 || st.Overrides[0].Override.ID != "b" || st.Overrides[0].Audit.Author != "alice" ||
+		st.Overrides[0].Drained[0] != "10.0.0.1:9480" || st.Overrides[0].Override.Withdraw["pop1/isp1"][0] != p {
+		t.Fatalf("overrides restored: %+v; want b with its audit", st.Overrides)
+	}
+	recs, err := Records(path, 2, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || recs[0].Seq != 4 || recs[1].Seq != 5 || recs[0].Audit.Author != "bob" {
+		t.Fatalf("records = %+v; want seq 4 and 5", recs)
+	}
+	if recs, _ = Records(path, 0, 0); len(recs) != 5 {
+		t.Fatalf("all records: %d", len(recs))
+	}
+}

@@ -60,6 +60,20 @@ func (rp rawPoP) convert(e *errList, path string, global Thresholds) PoP {
 	for j, rr := range rp.Routers {
 		p.Routers = append(p.Routers, rr.convert(e, fmt.Sprintf("%s.routers[%d]", path, j)))
 	}
+	seen := map[netip.AddrPort]bool{}
+	for k, s := range rp.EdgeProxies {
+		at := fmt.Sprintf("%s.edge_proxies[%d]", path, k)
+		ap, err := netip.ParseAddrPort(s)
+		switch {
+		case err != nil || ap.Port() == 0:
+			e.fail(at, "%q is not IP:port; write the proxy's admin address, such as 198.18.1.10:9480 (no names: a DNS outage must not stop a drain)", s)
+		case seen[ap]:
+			e.fail(at, "%s is listed twice; remove one", s)
+		default:
+			seen[ap] = true
+			p.EdgeProxies = append(p.EdgeProxies, ap.String())
+		}
+	}
 	return p
 }
 

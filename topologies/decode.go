@@ -22,6 +22,7 @@ type (
 		Name, RouterID, ASN string
 		Links               []rawLink
 		Routers             []rawRouter
+		EdgeProxies         []string
 	}
 	rawLink struct {
 		Name, ISP, PeerASN, Neighbor, NeighborPort, Local, ListenPort string
@@ -39,7 +40,7 @@ type (
 // The keys allowed in each mapping of the schema.
 var (
 	topKeys     = []string{"name", "pops", "prefixes", "thresholds", "probes", "bgp", "flow", "telemetry"}
-	popKeys     = []string{"name", "speaker", "links", "routers"}
+	popKeys     = []string{"name", "speaker", "links", "routers", "edge_proxies"}
 	speakerKeys = []string{"router_id", "asn"}
 	linkKeys    = []string{"name", "isp", "peer_asn", "neighbor", "neighbor_port", "local", "listen_port",
 		"next_hop_v4", "next_hop_v6", "capacity", "probe_targets", "thresholds", "router", "interface", "ifindex"}
@@ -75,7 +76,7 @@ func decode(e *errList, doc map[string]any) rawTopology {
 type decoder struct{ e *errList }
 
 func (d decoder) pop(path string, v any) rawPoP {
-	m := d.mapping(path, v, "PoP (name, speaker, links, routers)", popKeys)
+	m := d.mapping(path, v, "PoP (name, speaker, links, routers, edge_proxies)", popKeys)
 	sp := d.mapping(path+".speaker", m["speaker"], "speaker (router_id, asn)", speakerKeys)
 	p := rawPoP{
 		Name:     d.scalar(path+".name", m["name"]),
@@ -88,6 +89,7 @@ func (d decoder) pop(path string, v any) rawPoP {
 	for j, rv := range d.list(path+".routers", m["routers"], "routers") {
 		p.Routers = append(p.Routers, d.router(fmt.Sprintf("%s.routers[%d]", path, j), rv))
 	}
+	p.EdgeProxies = d.scalars(path+".edge_proxies", m["edge_proxies"], "admin addresses such as 198.18.1.10:9480")
 	return p
 }
 

@@ -52,6 +52,9 @@ type PoP struct {
 	// Routers are the PoP's border routers that report load (gNMI,
 	// flows), in file order; may be empty.
 	Routers []Router
+	// EdgeProxies are the admin addresses (IP:port) of the PoP's edge
+	// proxies, which a drain-pop playbook drains; may be empty.
+	EdgeProxies []string
 }
 
 // Speaker is the identity of a PoP's BGP speaker.
