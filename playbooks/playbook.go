@@ -371,3 +371,39 @@ func announceAt(o decisions.Override, topo *topologies.Topology, pf topologies.P
 		}
 	}
 }
+
+// Check validates a playbook that did not come from Parse (the daemon's
+// API decodes it from JSON): the same rules, without a file to name.
+func (p *Playbook) Check() error {
+	e := &errs{file: "playbook " + p.Name}
+	if !nameRE.MatchString(p.Name) {
+		e.add("name", "%q is not a usable name", p.Name)
+	}
+	if !slices.Contains([]Kind{DrainPoP, DisableISP, ShiftPrefix, Restore}, p.Kind) {
+		e.add("kind", "%q is not a playbook kind", p.Kind)
+	}
+	if strings.TrimSpace(p.Reason) == "" || strings.TrimSpace(p.Author) == "" {
+		e.add("reason, author", "both are required")
+	}
+	switch {
+	case p.Kind == Restore && (p.Expiry != 0 || len(p.Release) == 0 == !p.All):
+		e.add("release", "a restore releases a list or all, and has no expiry")
+	case p.Kind != Restore && (p.Expiry <= 0 || p.Expiry > MaxExpiry):
+		e.add("expiry", "%v is not within (0, %v]", p.Expiry, MaxExpiry)
+	}
+	switch p.Kind {
+	case DrainPoP:
+		if p.PoP == "" {
+			e.add("pop", "missing")
+		}
+	case DisableISP:
+		if p.ISP == "" {
+			e.add("isp", "missing")
+		}
+	case ShiftPrefix:
+		if p.PoP == "" || len(p.Prefixes) == 0 {
+			e.add("from, prefixes", "both are required")
+		}
+	}
+	return e.err()
+}

@@ -177,3 +177,26 @@ func TestParseErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestCheck(t *testing.T) {
+	for _, f := range []string{"examples/drain-pop1.yaml", "examples/restore-all.yaml", "examples/shift-pop1-range.yaml"} {
+		if err := mustParse(t, f).Check(); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	p := mustParse(t, "examples/drain-pop1.yaml")
+	p.Expiry = 48 * time.Hour
+	if err := p.Check(); err == nil || !strings.Contains(err.Error(), "expiry") {
+		t.Fatalf("48h: err = %v", err)
+	}
+	r := mustParse(t, "examples/restore-all.yaml")
+	r.All = false
+	if err := r.Check(); err == nil {
+		t.Fatal("restore of nothing passed")
+	}
+	p = mustParse(t, "examples/disable-isp2-pop1.yaml")
+	p.ISP, p.Author = "", " "
+	if err := p.Check(); err == nil || !strings.Contains(err.Error(), "isp") || !strings.Contains(err.Error(), "author") {
+		t.Fatalf("err = %v", err)
+	}
+}
