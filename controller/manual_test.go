@@ -78,6 +78,12 @@ func TestPlaybookOnRealPeers(t *testing.T) {
 	if err := c.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// Quiet ISPs before a second speaker starts in this process: GoBGP's
+	// StartBgp writes globals the ISPs read while routes flow (see
+	// bgp.Speaker.Start).
+	for i := range 3 {
+		h.wait(i, 20*time.Second, "after stop", func(rs []netip.Prefix) bool { return len(rs) == 0 })
+	}
 	c2 := h.start()
 	t.Cleanup(func() { c2.Stop(context.Background()) })
 	if ov := c2.Overrides(); len(ov) != 1 || ov[0].Override.ID != "isp2-out" || ov[0].Audit.Author != "alice" {

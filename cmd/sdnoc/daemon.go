@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -18,14 +19,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	edgeact "github.com/sdnoc/sdnoc/actuators/edge"
 	"github.com/sdnoc/sdnoc/controller"
+	"github.com/sdnoc/sdnoc/controller/api"
 	"github.com/sdnoc/sdnoc/topologies"
 )
 
 func newDaemon(lf *logFlags) *cobra.Command {
 	var (
 		cfgPath, journalPath, listen string
+		apiSock, apiTCP, apiToken    string
 		dryRun, withdrawOnExit       bool
+		maxOverride, drainDeadline   time.Duration
 	)
 	c := &cobra.Command{
 		Use:   "daemon --config FILE",
@@ -45,9 +50,28 @@ func newDaemon(lf *logFlags) *cobra.Command {
 			}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			switch apiSock {
+			case "":
+				apiSock = filepath.Join(filepath.Dir(journalPath), "sdnoc.sock")
+			case "none":
+				apiSock = ""
+			}
+			if apiTCP != "" && apiToken == "" {
+				return errors.New("--api-tcp needs --api-token-file: the API moves traffic, and TCP is open to more than this machine's users")
+			}
+			ec := edgeact.DefaultConfig()
+			ec.Deadline = drainDeadline
+			drainer, err := edgeact.New(ec, edgeact.Deps{Log: log.With("component", "edge")})
+			if err != nil {
+				return err
+			}
 			cc := controller.DefaultConfig()
-			cc.Topology, cc.JournalPath, cc.DryRun = topo, journalPath, dryRun
-			ctl, err := controller.New(cc, controller.Deps{Log: log, Reg: reg})
+			cc.Topology, cc.JournalPath, cc.DryRun, cc.MaxOverride = topo, journalPath, dryRun, maxOverride
+			ctl, err := controller.New(cc, controller.Deps{Log: log, Reg: reg, Proxies: drainer})
+			if err != nil {
+				return err
+			}
+			apiSrv, err := api.New(api.Config{TokenFile: apiToken, Topology: topo.Name}, api.Deps{Log: log.With("component", "api"), Controller: ctl})
 			if err != nil {
 				return err
 			}
@@ -55,9 +79,41 @@ func newDaemon(lf *logFlags) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("listen %s for /metrics and /healthz: %w", listen, err)
 			}
-			if err := ctl.Start(cmd.Context()); err != nil {
+			var apiLns []net.Listener
+			closeAll := func() {
 				ln.Close()
+				for _, l := range apiLns {
+					l.Close()
+				}
+			}
+			if apiSock != "" {
+				l, err := apiListen(cmd.Context(), apiSock)
+				if err != nil {
+					closeAll()
+					return fmt.Errorf("--api %s: %w", apiSock, err)
+				}
+				apiLns = append(apiLns, l)
+			}
+			if apiTCP != "" {
+				l, err := new(net.ListenConfig).Listen(cmd.Context(), "tcp", apiTCP)
+				if err != nil {
+					closeAll()
+					return fmt.Errorf("--api-tcp %s: %w", apiTCP, err)
+				}
+				apiLns = append(apiLns, l)
+			}
+			if err := ctl.Start(cmd.Context()); err != nil {
+				closeAll()
 				return err
+			}
+			apiCtx, stopAPI := context.WithCancel(context.WithoutCancel(cmd.Context()))
+			defer stopAPI()
+			for _, l := range apiLns {
+				go func() {
+					if err := apiSrv.Serve(apiCtx, l); err != nil {
+						log.Error("api server", "addr", l.Addr().String(), "err", err)
+					}
+				}()
 			}
 			srv := &http.Server{Handler: adminMux(reg, ctl), ReadHeaderTimeout: 5 * time.Second}
 			go func() {
@@ -66,8 +122,9 @@ func newDaemon(lf *logFlags) *cobra.Command {
 				}
 			}()
 			log.Info("sdnoc daemon running", "topology", cfgPath, "pops", len(topo.PoPs), "prefixes", len(topo.Prefixes),
-				"dry_run", dryRun, "journal", journalPath, "admin", ln.Addr().String())
+				"dry_run", dryRun, "journal", journalPath, "admin", ln.Addr().String(), "api", apiSock, "api_tcp", apiTCP)
 			<-cmd.Context().Done()
+			stopAPI()
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(cmd.Context()), 30*time.Second)
 			defer cancel()
 			if withdrawOnExit {
@@ -90,6 +147,11 @@ func newDaemon(lf *logFlags) *cobra.Command {
 	c.Flags().StringVar(&cfgPath, "config", "", "topology file (YAML); SDNOC_* environment variables override its scalar keys")
 	c.Flags().StringVar(&journalPath, "journal", "sdnoc-journal.jsonl", "append-only journal of intents; read back at start")
 	c.Flags().StringVar(&listen, "listen", "127.0.0.1:9470", "address for /metrics, /healthz and /status: host:port, or a Unix socket path (with a /)")
+	c.Flags().StringVar(&apiSock, "api", "", "Unix socket for the API (status, playbooks), guarded by its file permissions (default: sdnoc.sock beside --journal; \"none\" serves none)")
+	c.Flags().StringVar(&apiTCP, "api-tcp", "", "also serve the API on this host:port, to clients with the bearer token of --api-token-file")
+	c.Flags().StringVar(&apiToken, "api-token-file", "", "file holding the API's bearer token for --api-tcp (mode 600)")
+	c.Flags().DurationVar(&maxOverride, "max-override", controller.DefaultConfig().MaxOverride, "the longest a playbook may hold (at most 24h)")
+	c.Flags().DurationVar(&drainDeadline, "drain-deadline", 0, "how long a drained edge proxy lets requests in flight finish (0: the proxy's own default)")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "plan and explain, touch nothing: no BGP sessions, no journal writes")
 	c.Flags().BoolVar(&withdrawOnExit, "withdraw-on-exit", false,
 		"on SIGTERM withdraw every prefix from every ISP before stopping (default: leave them to graceful restart)")
@@ -158,4 +220,22 @@ func adminListen(ctx context.Context, addr string) (net.Listener, error) {
 		return nil, err
 	}
 	return new(net.ListenConfig).Listen(ctx, "unix", addr)
+}
+
+// apiListen listens on a Unix socket readable and writable by its owner
+// and group only: whoever can open it can move traffic. A socket file
+// left by a previous run is replaced.
+func apiListen(ctx context.Context, path string) (net.Listener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	ln, err := new(net.ListenConfig).Listen(ctx, "unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }

@@ -291,12 +291,14 @@ func (s *Server) playbook(apply bool) http.HandlerFunc {
 			p, err = s.deps.Controller.PlanPlaybook(r.Context(), &pb)
 		}
 		switch {
-		case errors.Is(err, controller.ErrRefused), errors.Is(err, decisions.ErrConflict):
+		case errors.Is(err, controller.ErrRefused):
 			reply(w, http.StatusConflict, Error{Error: err.Error(), Plan: &p})
+		case errors.Is(err, decisions.ErrConflict):
+			reply(w, http.StatusConflict, Error{Error: err.Error()})
 		case errors.Is(err, controller.ErrNotRunning):
 			reply(w, http.StatusServiceUnavailable, Error{Error: err.Error()})
 		case err != nil:
-			reply(w, http.StatusUnprocessableEntity, Error{Error: err.Error(), Plan: &p})
+			reply(w, http.StatusUnprocessableEntity, Error{Error: err.Error()})
 		default:
 			reply(w, http.StatusOK, p)
 		}

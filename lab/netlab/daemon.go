@@ -14,9 +14,14 @@ import (
 	"github.com/sdnoc/sdnoc/decisions"
 )
 
-// adminSocket is the Unix socket of the lab's sdnoc daemon's admin API,
-// in the lab's directory: a socket file reaches across namespaces.
-func (l *Lab) adminSocket() string { return filepath.Join(l.opts.Dir, "sdnoc.sock") }
+// adminSocket is the Unix socket of the lab's sdnoc daemon's /metrics and
+// /status, in the lab's directory: a socket file reaches across namespaces.
+func (l *Lab) adminSocket() string { return filepath.Join(l.opts.Dir, "metrics.sock") }
+
+// APISocket is the Unix socket of the lab's sdnoc daemon's API (status,
+// playbooks): the daemon's default, beside its journal in the lab's
+// directory. `sdnoc status --daemon` and `sdnoc playbook --daemon` take it.
+func (l *Lab) APISocket() string { return filepath.Join(l.opts.Dir, "sdnoc.sock") }
 
 // Daemon is sdnoc's daemon running in the lab's sdnoc namespace.
 type Daemon struct {
