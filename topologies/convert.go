@@ -1,6 +1,7 @@
 package topologies
 
 import (
+	"errors"
 	"fmt"
 	"math/big"
 	"net/netip"
@@ -397,4 +398,14 @@ func names(ns []string) string {
 		return "none"
 	}
 	return strings.Join(ns, ", ")
+}
+
+// ParseRate parses a bit rate as capacities are written (10G, 2.5M,
+// 500k, 1000000): for commands that take one.
+func ParseRate(s string) (uint64, error) {
+	n, msg := parseCapacity(s)
+	if msg != "" {
+		return 0, errors.New(msg)
+	}
+	return n, nil
 }

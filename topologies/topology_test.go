@@ -94,6 +94,15 @@ var parseTests = []struct {
 		want:  []string{`t.yaml: pops[0].links[1].thresholds.los_pct: unknown key; did you mean "loss_pct"?`},
 	},
 	{
+		name:  "edge proxies",
+		edits: []string{"    speaker: {router_id: 198.18.0.1, asn: 64500}", "    speaker: {router_id: 198.18.0.1, asn: 64500}\n    edge_proxies: [198.18.9.1, \"proxy:9480\", 198.18.9.2:9480, 198.18.9.2:9480]"},
+		want: []string{
+			`t.yaml: pops[0].edge_proxies[0]: "198.18.9.1" is not IP:port; write the proxy's admin address, such as 198.18.1.10:9480`,
+			`t.yaml: pops[0].edge_proxies[1]: "proxy:9480" is not IP:port`,
+			`t.yaml: pops[0].edge_proxies[3]: 198.18.9.2:9480 is listed twice; remove one`,
+		},
+	},
+	{
 		name:  "neighbor not an IP",
 		edits: []string{"neighbor: 198.18.3.2", "neighbor: 10.0.0.300"},
 		want:  []string{`t.yaml: pops[1].links[0].neighbor: "10.0.0.300" is not an IP address; write an IPv4 or IPv6 address such as 198.18.0.1`},

@@ -54,7 +54,7 @@ func newEdge(lf *logFlags) *cobra.Command {
 		Use:   "edge",
 		Short: "The edge proxy: serve sites from local files, drain for PoP shifts, self-heal bad configuration",
 	}
-	c.AddCommand(newEdgeServe(lf), newEdgeRun(lf), newEdgeCheck(), newEdgeDrain(lf, true), newEdgeDrain(lf, false))
+	c.AddCommand(newEdgeServe(lf), newEdgeRun(lf), newEdgeCheck(), newEdgeDrain(lf, true), newEdgeDrain(lf, false), newEdgeStatus())
 	return c
 }
 
@@ -283,6 +283,30 @@ func newEdgeDrain(lf *logFlags, drain bool) *cobra.Command {
 		c.Flags().DurationVar(&deadline, "deadline", edge.DefaultConfig().DrainDeadline, "how long requests in flight may take")
 		c.Flags().BoolVar(&wait, "wait", true, "report progress until the proxy is empty")
 	}
+	return c
+}
+
+func newEdgeStatus() *cobra.Command {
+	var admin string
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show whether a proxy is draining, and what it still serves",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := adminCall(cmd.Context(), &http.Client{Timeout: 10 * time.Second}, http.MethodGet, "http://"+admin+"/drain")
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(st)
+			}
+			printDrain(cmd, st)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&admin, "admin", edge.DefaultConfig().Admin, "the proxy's admin address")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the proxy's answer as JSON")
 	return c
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +39,7 @@ every ISP link. See lab/README.md. It needs root.`,
 	}
 	c.PersistentFlags().StringVar(&f.dir, "dir", "/run/sdnoc-lab", "where the lab keeps its routers' files, logs and state")
 	c.PersistentFlags().StringVar(&f.prefix, "prefix", "sdnoc-lab-", "the prefix of the lab's namespace names")
-	c.AddCommand(newLabUp(lf, f), newLabDown(f), newLabStatus(f), newLabScenario(lf, f))
+	c.AddCommand(newLabUp(lf, f), newLabDown(f), newLabStatus(f), newLabScenario(lf, f), newLabTraffic(f))
 	return c
 }
 
@@ -144,6 +145,9 @@ func newLabUp(lf *logFlags, f *labFlags) *cobra.Command {
 			fmt.Fprintf(out, "run sdnoc in it:  ip netns exec %s %s/sdnoc daemon --config %s --journal %s/journal.jsonl\n",
 				l.Plan.NS("sdnoc"), f.dir, l.Plan.Topology.Source, f.dir)
 			fmt.Fprintf(out, "its routers:      vtysh --vty_socket %s/frr/isp2/run -c 'show bgp ipv4 unicast'\n", f.dir)
+			fmt.Fprintf(out, "see it:           sdnoc status --watch --daemon %s/sdnoc.sock\n", f.dir)
+			fmt.Fprintln(out, "send traffic:     sdnoc lab traffic 203.0.113.1 8M   (to pop1's range, from the internet)")
+			fmt.Fprintf(out, "drain pop1:       sdnoc playbook apply playbooks/examples/drain-pop1.yaml --daemon %s/sdnoc.sock\n", f.dir)
 			fmt.Fprintln(out, "rehearse:         sdnoc lab scenario isp-loss   (builds its own lab: run lab down first)")
 			return nil
 		},
@@ -252,4 +256,35 @@ func scenarioList() string {
 		fmt.Fprintf(&b, "  %-19s %s\n", sc.Name, sc.About)
 	}
 	return b.String()
+}
+
+func newLabTraffic(f *labFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "traffic ADDR RATE",
+		Short: "Send UDP at RATE (e.g. 8M) from the lab's internet to ADDR until interrupted, to watch it move",
+		Long: `traffic sends UDP (port 9) from the internet namespace of a lab that is up
+to ADDR, e.g. 203.0.113.1 in pop1's range, at RATE bit/s (k, M, G
+suffixes), until interrupted. It needs no server, so it keeps flowing when
+a playbook or sdnoc moves the range: watch the LOAD column of sdnoc status.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if os.Geteuid() != 0 {
+				return errors.New("the lab needs root: run it with sudo")
+			}
+			dst, err := netip.ParseAddr(args[0])
+			if err != nil {
+				return fmt.Errorf("ADDR %q: write an IP address, e.g. 203.0.113.1", args[0])
+			}
+			bps, err := topologies.ParseRate(args[1])
+			if err != nil || bps == 0 {
+				return fmt.Errorf("RATE %q: write a rate such as 8M or 500k", args[1])
+			}
+			if err := netlab.Blast(cmd.Context(), f.prefix+"internet", dst, bps); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "sending %s bit/s to %s from %sinternet; ^C stops\n", args[1], dst, f.prefix)
+			<-cmd.Context().Done()
+			return nil
+		},
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,10 +16,11 @@ import (
 
 	"github.com/sdnoc/sdnoc/controller"
 	"github.com/sdnoc/sdnoc/controller/api"
+	"github.com/sdnoc/sdnoc/lab/netlab"
 	"github.com/sdnoc/sdnoc/playbooks"
 )
 
-func newPlaybook() *cobra.Command {
+func newPlaybook(lf *logFlags) *cobra.Command {
 	var df daemonFlags
 	c := &cobra.Command{
 		Use:   "playbook",
@@ -120,7 +122,54 @@ daemon's journal with its author, reason and client.`,
 			}
 			return nil
 		},
-	}, newRelease(&df))
+	}, newRelease(&df), newRehearse(lf, load))
+	return c
+}
+
+func newRehearse(lf *logFlags, load func(string) (*playbooks.Playbook, error)) *cobra.Command {
+	f := &labFlags{}
+	c := &cobra.Command{
+		Use:   "rehearse FILE",
+		Short: "Rehearse FILE on the lab first (root): build it, plan, apply, check where the traffic goes, release, report what moved",
+		Long: `rehearse builds the lab (as sdnoc lab scenario does), runs sdnoc's daemon on
+it, sends traffic to the prefixes the playbook withdraws, applies the
+playbook through the daemon's API, and reports how long the traffic took
+to leave the links it withdraws from (interface counters on the PoP
+borders), whether the edge proxies it drains drained, then releases it and
+reports the traffic coming back. The lab is removed at the end. The
+playbook must name the lab topology's PoPs and ISPs.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pb, err := load(args[0])
+			if err != nil {
+				return err
+			}
+			l, err := f.build(cmd.Context(), cmd, lf)
+			if err != nil {
+				return err
+			}
+			defer func() { _, _ = netlab.Down(context.WithoutCancel(cmd.Context()), f.prefix, "") }()
+			sc := netlab.Rehearse(pb)
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "== %s\n", sc.About)
+			res := netlab.Play(cmd.Context(), l, sc)
+			for _, ln := range res.Lines {
+				fmt.Fprintf(out, "   %s\n", ln)
+			}
+			for _, fig := range res.Figures {
+				fmt.Fprintf(out, "   %-45s %v\n", fig.Name, fig.Value)
+			}
+			if !res.Passed {
+				fmt.Fprintf(out, "   FAIL in %v: %s\n", res.Took.Round(time.Second), res.Failure)
+				return errFailed
+			}
+			fmt.Fprintf(out, "   PASS in %v\n", res.Took.Round(time.Second))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&f.dir, "dir", "/run/sdnoc-lab", "where the lab keeps its routers' files, logs and state")
+	c.Flags().StringVar(&f.prefix, "prefix", "sdnoc-lab-", "the prefix of the lab's namespace names")
+	c.Flags().StringVar(&f.topology, "topology", "", "a lab topology (default: the shipped topologies/examples/lab.yaml)")
 	return c
 }
 

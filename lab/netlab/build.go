@@ -266,6 +266,11 @@ func (l *Lab) start(ctx context.Context, st *State) error {
 			"--listen", netip.AddrPortFrom(pop.Mgmt.Addr(), 9339).String(), "--bgp-command", ""); err != nil {
 			return err
 		}
+		for _, ap := range pop.Proxies {
+			if err := l.startProxy(st, pop, ap); err != nil {
+				return err
+			}
+		}
 		for _, a := range pop.Edge {
 			if !a.Is4() {
 				continue
@@ -407,4 +412,20 @@ func Down(ctx context.Context, prefix, dir string) ([]string, error) {
 		}
 	}
 	return names, errors.Join(errs...)
+}
+
+// startProxy runs one of a PoP's edge proxies in its border namespace,
+// with its admin API (what sdnoc drains) on adminAddr and an empty sites
+// directory: the lab checks the drain, not the proxying, which the edge
+// package's own tests cover.
+func (l *Lab) startProxy(st *State, pop PoP, admin netip.AddrPort) error {
+	dir := filepath.Join(l.opts.Dir, "edge", pop.Name+"-"+strconv.Itoa(int(admin.Port())))
+	for _, d := range []string{"sites", "state"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
+	return l.keep(st, "edge-"+pop.Name+"-"+strconv.Itoa(int(admin.Port())), l.Plan.NS(pop.Name), l.opts.Sdnoc, "edge", "serve",
+		"--sites", filepath.Join(dir, "sites"), "--state", filepath.Join(dir, "state"),
+		"--listen", netip.AddrPortFrom(pop.Mgmt.Addr(), admin.Port()+1).String(), "--admin", admin.String(), "--drain-deadline", "5s")
 }

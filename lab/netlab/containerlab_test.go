@@ -244,6 +244,9 @@ func clabProblems(p *Plan, c clabLab) []string {
 		addr("sdnoc", "m-"+pop.Name, pop.MgmtPeer)
 		run(pop.Name, "ip route replace default via "+pop.ReturnVia4.String(),
 			"sdnoc gnmi-agent --listen "+netip.AddrPortFrom(pop.Mgmt.Addr(), 9339).String())
+		for _, ap := range pop.Proxies {
+			run(pop.Name, "sdnoc edge serve", "--admin "+ap.String())
+		}
 		if pop.ReturnVia6.IsValid() {
 			run(pop.Name, "ip -6 route replace default via "+pop.ReturnVia6.String())
 		}
@@ -334,6 +337,7 @@ func TestContainerlabCatchesChanges(t *testing.T) {
 		{"management", func(top *topologies.Topology) {
 			r := &top.PoPs[0].Routers[0]
 			r.FlowExporter, r.GNMI = netip.MustParseAddr("198.18.250.10"), "198.18.250.10:9339"
+			top.PoPs[0].EdgeProxies = []string{"198.18.250.10:9480"}
 		}, "198.18.250.10"},
 		{"ifindex", func(top *topologies.Topology) { top.PoPs[1].Links[0].IfIndex = 42 }, "42"},
 		{"peer asn", func(top *topologies.Topology) {

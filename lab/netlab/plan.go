@@ -59,10 +59,13 @@ type ISP struct {
 type PoP struct {
 	Name     string
 	Links    []Link
-	Edge     []netip.Addr // one address in each edge prefix published here, on lo
+	Edge     []netip.Addr // one address in each edge prefix, on lo
 	Mgmt     netip.Prefix // the border's management address (gNMI, flow export source)
 	MgmtPeer netip.Prefix // sdnoc's end of the management link
 	Exporter string       // "softflowd" or "pmacctd"
+	// Proxies are the admin addresses of the PoP's edge proxies, all on
+	// the border's management address (one proxy process each).
+	Proxies []netip.AddrPort
 	// ReturnVia is the ISP address the border's default route uses.
 	ReturnVia4, ReturnVia6 netip.Addr
 }
@@ -112,6 +115,15 @@ func NewPlan(t *topologies.Topology, prefix string) (*Plan, error) {
 			pp.Mgmt = netip.PrefixFrom(mgmt, 30)
 			pp.MgmtPeer = netip.PrefixFrom(mgmt.Prev(), 30)
 		}
+		for k, a := range pop.EdgeProxies {
+			ap, err := netip.ParseAddrPort(a)
+			if err != nil || !pp.Mgmt.IsValid() || ap.Addr() != pp.Mgmt.Addr() {
+				bad("pops[%d].edge_proxies[%d]: %s: the lab runs a PoP's edge proxies on its border's management address (%s), reachable from sdnoc; write %s:PORT",
+					pi, k, a, pp.Mgmt.Addr(), pp.Mgmt.Addr())
+				continue
+			}
+			pp.Proxies = append(pp.Proxies, ap)
+		}
 		for li, l := range pop.Links {
 			at := fmt.Sprintf("pops[%d].links[%d]", pi, li)
 			if l.ISP == "" || !validName(l.ISP) {
@@ -158,13 +170,11 @@ func NewPlan(t *topologies.Topology, prefix string) (*Plan, error) {
 			pp.ReturnVia4 = last.Neighbor
 			pp.ReturnVia6 = pp.Links[n-1].ISP6.Addr()
 		}
+		// Every PoP serves every edge prefix, as an edge network's PoPs do:
+		// traffic that a playbook or sdnoc shifts to another PoP is served
+		// there, not looped back to the internet by its default route.
 		for _, pf := range t.Prefixes {
-			for _, id := range pf.Publish {
-				if pop2, _, _ := strings.Cut(id, "/"); pop2 == pop.Name {
-					pp.Edge = append(pp.Edge, pf.Prefix.Masked().Addr().Next())
-					break
-				}
-			}
+			pp.Edge = append(pp.Edge, pf.Prefix.Masked().Addr().Next())
 		}
 		p.PoPs = append(p.PoPs, pp)
 	}

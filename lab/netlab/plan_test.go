@@ -36,7 +36,9 @@ func TestPlanOfTheLab(t *testing.T) {
 	if pop.Exporter != "pmacctd" || p.PoPs[0].Exporter != "softflowd" || pop.MgmtPeer.Addr() != netip.MustParseAddr("198.18.250.5") {
 		t.Fatalf("pop2 = %+v", pop)
 	}
-	if pop.ReturnVia4 != netip.MustParseAddr("198.18.23.2") || len(pop.Edge) != 4 {
+	// Every PoP holds an address in every edge prefix (6 in lab.yaml).
+	if pop.ReturnVia4 != netip.MustParseAddr("198.18.23.2") || len(pop.Edge) != 6 || pop.Edge[2] != netip.MustParseAddr("203.0.113.1") ||
+		len(pop.Proxies) != 1 || pop.Proxies[0].String() != "198.18.250.6:9480" {
 		t.Fatalf("pop2 returns via %v, edge %v", pop.ReturnVia4, pop.Edge)
 	}
 	isp2 := p.ISPs[1]

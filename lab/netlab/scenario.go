@@ -30,6 +30,7 @@ type Result struct {
 	Scenario string        `json:"scenario"`
 	Passed   bool          `json:"passed"`
 	Figures  []Figure      `json:"figures"`
+	Lines    []string      `json:"lines,omitempty"` // what it saw, for people
 	Failure  string        `json:"failure,omitempty"`
 	Took     time.Duration `json:"took"`
 }
@@ -57,6 +58,9 @@ func Scenarios() []Scenario {
 		{"last-link", "pop1's isp2 and isp1 degrade → withdrawn, isp3 keeps every prefix; isp3 degrades too → it still keeps them", lastLink},
 		{"noise", "1% loss on every link for 5 minutes → not one withdrawal", noise},
 		{"controller-restart", "kill -9 sdnoc while pop1/isp2 is withdrawn, restart → the ISPs keep the routes, nothing flaps, isp2 stays withdrawn", controllerRestart},
+		rehearseExample("drain-pop1.yaml", "playbook drain-pop1 → pop1's traffic arrives at pop2, pop1's edge proxy drains; released → back"),
+		rehearseExample("disable-isp2-pop1.yaml", "playbook disable-isp2-pop1 → pop1's traffic leaves isp2; released → back"),
+		rehearseExample("shift-pop1-range.yaml", "playbook shift-pop1-range → 203.0.113.0/25 arrives at pop2; released → back"),
 	}
 }
 
@@ -106,6 +110,10 @@ func (r *Run) heal(ctx context.Context) {
 	for _, isp := range r.Lab.Plan.ISPs {
 		_ = r.Lab.CutUpstream(ctx, isp.Name, false)
 	}
+}
+
+func (r *Run) line(format string, a ...any) {
+	r.res.Lines = append(r.res.Lines, fmt.Sprintf(format, a...))
 }
 
 func (r *Run) figure(name string, d time.Duration) {

@@ -28,6 +28,9 @@ func TestScenarios(t *testing.T) {
 			for _, f := range res.Figures {
 				t.Logf("%s: %v", f.Name, f.Value)
 			}
+			for _, ln := range res.Lines {
+				t.Log(ln)
+			}
 			if !res.Passed {
 				t.Errorf("%s failed after %v: %s\nsdnoc's log:\n%s", sc.Name, res.Took, res.Failure, tail(l.Log("sdnoc"), 40))
 			}
