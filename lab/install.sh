@@ -18,6 +18,7 @@ packages=(
 	iputils-ping # ping
 	libpcap-dev  # headers for the softflowd immediate-mode shim
 	gcc          # builds that shim
+	openssh-server # sshd, run by the lab in a namespace with vtysh as the shell (actuators/cli); never as a service
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
@@ -44,5 +45,13 @@ fi
 
 echo "lab/install.sh: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# The lab starts its own FRR and sshd in namespaces: no package may start
+# its service on the host (sshd on :22, say). policy-rc.d says so to
+# invoke-rc.d for the length of the install, unless one is already there.
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
