@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sdnoc/sdnoc/actuators/cli"
 	"github.com/sdnoc/sdnoc/playbooks"
 	"github.com/sdnoc/sdnoc/topologies"
 )
@@ -23,13 +24,15 @@ type Config struct {
 	AppliedSync time.Duration // how often the speakers' adj-RIB-out is read back; default 30s
 	FlowPoll    time.Duration // how often the flow rates are handed to the engine; default 1s
 	MaxOverride time.Duration // the longest a playbook may hold; default and most 24h
+	// Routers are the routers sdnoc may configure over SSH; none by default.
+	Routers cli.Config
 }
 
 // DefaultConfig returns the periods sdnoc uses; Topology and JournalPath
 // must still be set.
 func DefaultConfig() Config {
 	return Config{Tick: 100 * time.Millisecond, SessionPoll: time.Second, AppliedSync: 30 * time.Second, FlowPoll: time.Second,
-		MaxOverride: playbooks.MaxExpiry}
+		MaxOverride: playbooks.MaxExpiry, Routers: cli.DefaultConfig()}
 }
 
 // Validate reports every unusable field.

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sdnoc/sdnoc/actuators/bgp"
+	"github.com/sdnoc/sdnoc/actuators/cli"
 	"github.com/sdnoc/sdnoc/collectors/flow"
 	"github.com/sdnoc/sdnoc/collectors/probes"
 	"github.com/sdnoc/sdnoc/collectors/telemetry"
@@ -58,7 +59,8 @@ type Controller struct {
 	log     *slog.Logger
 	metrics metrics
 	probes  *probes.Collector
-	speaker *bgp.Speaker // nil in a dry run
+	speaker *bgp.Speaker  // nil in a dry run
+	routers *cli.Actuator // nil without routers
 	samples chan probes.Sample
 	// The load collectors; nil when no router reports flows or gNMI.
 	flows        *flow.Collector
@@ -142,6 +144,13 @@ func New(cfg Config, deps Deps) (*Controller, error) {
 			return nil, fmt.Errorf("telemetry collector: %w", err)
 		}
 		c.telemetry = tl
+	}
+	if len(cfg.Routers.Routers) > 0 {
+		ra, err := cli.New(cfg.Routers, cli.Deps{Log: deps.Log.With("component", "cli"), OnStep: c.onRouterStep})
+		if err != nil {
+			return nil, err
+		}
+		c.routers = ra
 	}
 	if !cfg.DryRun {
 		sp, err := bgp.New(speakerConfig(cfg.Topology), bgp.Deps{Log: deps.Log.With("component", "bgp"),
@@ -388,7 +397,7 @@ func (c *Controller) step(ctx context.Context) {
 	start := time.Now()
 	d := c.engine.Step(now)
 	c.metrics.stepSeconds.Observe(time.Since(start).Seconds())
-	c.expired(now, d.Expired)
+	c.expired(ctx, now, d.Expired)
 	for _, tr := range d.Transitions {
 		c.log.Info("link state", "link", tr.Link, "from", tr.From, "to", tr.To, "reason", tr.Reason)
 		c.emit(Event{Time: now, Kind: "transition", Link: tr.Link, Text: fmt.Sprintf("%s → %s: %s", tr.From, tr.To, tr.Reason)})

@@ -43,7 +43,29 @@ const (
 	KindRelease  Kind = "release"  // Target released by a person
 	KindExpire   Kind = "expire"   // Target expired; automation has it back
 	KindDenied   Kind = "denied"   // a write refused (Note says why)
+	// Router changes over the CLI: the request, each command, the outcome.
+	KindRouter     Kind = "router"      // a change asked of Target (Router, Audit)
+	KindCommand    Kind = "command"     // one command sent to Target and its answer
+	KindRouterDone Kind = "router-done" // Ref's outcome: Router holds the diff, Error why it failed
 )
+
+// RouterChange is a configuration change to a router over the CLI.
+type RouterChange struct {
+	Commands   []string `json:"commands,omitempty"`
+	Expect     []string `json:"expect,omitempty"`
+	Absent     []string `json:"absent,omitempty"`
+	Diff       string   `json:"diff,omitempty"`
+	RolledBack bool     `json:"rolled_back,omitempty"`
+	Residual   string   `json:"residual,omitempty"`
+}
+
+// Command is one command sent to a router and what it answered.
+type Command struct {
+	Phase  string `json:"phase"` // capture, apply, rollback
+	Input  string `json:"input"`
+	Output string `json:"output,omitempty"`
+	Failed bool   `json:"failed,omitempty"`
+}
 
 // Audit says who asked for a manual action, how and why.
 type Audit struct {
@@ -62,6 +84,10 @@ type Manual struct {
 	Audit    Audit              `json:"audit"`
 	Applied  time.Time          `json:"applied"`
 	Drained  []string           `json:"drained,omitempty"`
+	// Prepend extra copies of the AS on PrependLinks until the override
+	// takes effect (Override.From), and until it ends.
+	Prepend      int      `json:"prepend,omitempty"`
+	PrependLinks []string `json:"prepend_links,omitempty"`
 }
 
 // State is what a journal says is in force: the planner's state and the
@@ -88,6 +114,8 @@ type Record struct {
 	Manual  *Manual                   `json:"manual,omitempty"`
 	Target  string                    `json:"target,omitempty"` // the override released or expired
 	Audit   *Audit                    `json:"audit,omitempty"`
+	Router  *RouterChange             `json:"router,omitempty"`
+	Command *Command                  `json:"command,omitempty"`
 }
 
 // Journal appends records to a file. It is safe for concurrent use.

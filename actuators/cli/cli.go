@@ -12,10 +12,12 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -29,6 +31,7 @@ import (
 	"github.com/scrapli/scrapligo/platform"
 	"github.com/scrapli/scrapligo/transport"
 	"github.com/scrapli/scrapligo/util"
+	"go.yaml.in/yaml/v3"
 )
 
 //go:embed frr_vtysh.yaml
@@ -356,4 +359,43 @@ func ShutNeighbor(router string, asn uint32, addr netip.Addr) Change {
 func EnableNeighbor(router string, asn uint32, addr netip.Addr) Change {
 	line := fmt.Sprintf("neighbor %s shutdown", addr)
 	return Change{Router: router, Commands: []string{fmt.Sprintf("router bgp %d", asn), "no " + line, "exit"}, Absent: []string{line}}
+}
+
+// fileConfig is the routers file.
+type fileConfig struct {
+	Timeout string   `yaml:"timeout"`
+	Routers []Router `yaml:"routers"`
+}
+
+// ParseFile reads a routers file (YAML: timeout, routers with name,
+// address, user, key_file, known_hosts or insecure_host_key). Every
+// problem is named with the file and the field.
+func ParseFile(file string, data []byte) (Config, error) {
+	cfg := DefaultConfig()
+	var f fileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if errors.Is(err, io.EOF) {
+			msg = "the file is empty"
+		}
+		return cfg, fmt.Errorf("%s: %s; write routers: with name, address, user, key_file and known_hosts for each", file, msg)
+	}
+	if f.Timeout != "" {
+		d, err := time.ParseDuration(f.Timeout)
+		if err != nil {
+			return cfg, fmt.Errorf("%s: timeout: %q is not a duration; write e.g. 30s", file, f.Timeout)
+		}
+		cfg.Timeout = d
+	}
+	cfg.Routers = f.Routers
+	if err := cfg.Validate(); err != nil {
+		lines := strings.Split(err.Error(), "\n")
+		for i := range lines {
+			lines[i] = file + ": " + lines[i]
+		}
+		return cfg, errors.New(strings.Join(lines, "\n"))
+	}
+	return cfg, nil
 }

@@ -111,3 +111,32 @@ func TestUndo(t *testing.T) {
 		})
 	}
 }
+
+func TestParseFile(t *testing.T) {
+	good := "timeout: 5s\nrouters:\n  - {name: br1, address: \"198.18.250.2:22\", user: noc, key_file: /etc/sdnoc/id, known_hosts: /etc/sdnoc/known_hosts}\n"
+	cfg, err := ParseFile("routers.yaml", []byte(good))
+	if err != nil || cfg.Timeout.Seconds() != 5 || len(cfg.Routers) != 1 || cfg.Routers[0].KnownHosts != "/etc/sdnoc/known_hosts" {
+		t.Fatalf("cfg %+v, err %v", cfg, err)
+	}
+	for _, c := range []struct{ doc, want string }{
+		{"", "routers.yaml: the file is empty"},
+		{"routers: [{name: a, adress: x}]", "field adress not found"},
+		{"timeout: soon\n", `routers.yaml: timeout: "soon" is not a duration`},
+		{"routers:\n  - {name: br1, address: br1.example:22, user: u, key_file: k, known_hosts: h}\n", `routers.yaml: routers[0].address: "br1.example:22" is not IP:port`},
+		{"routers:\n  - {name: br1, address: \"192.0.2.1:22\", user: u, key_file: k}\n", "routers.yaml: routers[0].known_hosts: missing"},
+		{"routers:\n  - {name: br1, address: \"192.0.2.1:22\", key_file: k, insecure_host_key: true}\n  - {name: br1, address: \"192.0.2.2:22\", user: u, key_file: k, insecure_host_key: true}\n",
+			"routers.yaml: routers[1].name: \"br1\" is empty or taken"},
+	} {
+		_, err := ParseFile("routers.yaml", []byte(c.doc))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: err = %v; want %q", c.doc, err, c.want)
+		}
+	}
+	// Every line of a multi-problem error names the file.
+	_, err = ParseFile("routers.yaml", []byte("routers:\n  - {name: x}\n"))
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if !strings.HasPrefix(l, "routers.yaml: routers[0].") {
+			t.Errorf("line %q lacks the file and field", l)
+		}
+	}
+}

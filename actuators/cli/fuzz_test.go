@@ -30,3 +30,17 @@ func FuzzParseConfig(f *testing.F) {
 		_ = Diff(nil, ns)
 	})
 }
+
+// FuzzParseFile: any routers file gives a valid Config or an error, never
+// a panic.
+func FuzzParseFile(f *testing.F) {
+	f.Add([]byte("timeout: 5s\nrouters:\n  - {name: br1, address: \"198.18.250.2:22\", user: noc, key_file: k, known_hosts: h}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseFile("f.yaml", data)
+		if err == nil {
+			if verr := cfg.Validate(); verr != nil {
+				t.Fatalf("accepted an invalid config: %v", verr)
+			}
+		}
+	})
+}

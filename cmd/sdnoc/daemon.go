@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/sdnoc/sdnoc/actuators/cli"
 	edgeact "github.com/sdnoc/sdnoc/actuators/edge"
 	"github.com/sdnoc/sdnoc/controller"
 	"github.com/sdnoc/sdnoc/controller/api"
@@ -29,6 +30,7 @@ func newDaemon(lf *logFlags) *cobra.Command {
 	var (
 		cfgPath, journalPath, listen string
 		apiSock, apiTCP, apiToken    string
+		routersFile                  string
 		dryRun, withdrawOnExit       bool
 		maxOverride, drainDeadline   time.Duration
 	)
@@ -67,6 +69,15 @@ func newDaemon(lf *logFlags) *cobra.Command {
 			}
 			cc := controller.DefaultConfig()
 			cc.Topology, cc.JournalPath, cc.DryRun, cc.MaxOverride = topo, journalPath, dryRun, maxOverride
+			if routersFile != "" {
+				b, err := os.ReadFile(routersFile)
+				if err != nil {
+					return fmt.Errorf("--routers: %w", err)
+				}
+				if cc.Routers, err = cli.ParseFile(routersFile, b); err != nil {
+					return err
+				}
+			}
 			ctl, err := controller.New(cc, controller.Deps{Log: log, Reg: reg, Proxies: drainer})
 			if err != nil {
 				return err
@@ -150,6 +161,7 @@ func newDaemon(lf *logFlags) *cobra.Command {
 	c.Flags().StringVar(&apiSock, "api", "", "Unix socket for the API (status, playbooks), guarded by its file permissions (default: sdnoc.sock beside --journal; \"none\" serves none)")
 	c.Flags().StringVar(&apiTCP, "api-tcp", "", "also serve the API on this host:port, to clients with the bearer token of --api-token-file")
 	c.Flags().StringVar(&apiToken, "api-token-file", "", "file holding the API's bearer token for --api-tcp (mode 600)")
+	c.Flags().StringVar(&routersFile, "routers", "", "routers sdnoc may configure over SSH (YAML; see actuators/cli/README.md)")
 	c.Flags().DurationVar(&maxOverride, "max-override", controller.DefaultConfig().MaxOverride, "the longest a playbook may hold (at most 24h)")
 	c.Flags().DurationVar(&drainDeadline, "drain-deadline", 0, "how long a drained edge proxy lets requests in flight finish (0: the proxy's own default)")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "plan and explain, touch nothing: no BGP sessions, no journal writes")

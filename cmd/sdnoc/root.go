@@ -54,7 +54,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	lf.add(root)
-	root.AddCommand(newDemo(lf), newDaemon(lf), newStatus(), newPlaybook(lf), newReflector(lf), newFlow(lf), newGNMIAgent(lf), newLab(lf), newEdge(lf))
+	root.AddCommand(newDemo(lf), newDaemon(lf), newStatus(), newPlaybook(lf), newRouter(), newReflector(lf), newFlow(lf), newGNMIAgent(lf), newLab(lf), newEdge(lf))
 	return root
 }
 

@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sdnoc/sdnoc/actuators/cli"
 	"github.com/sdnoc/sdnoc/controller"
 	"github.com/sdnoc/sdnoc/decisions"
 	"github.com/sdnoc/sdnoc/journal"
@@ -41,6 +42,25 @@ type Controller interface {
 	PlanPlaybook(ctx context.Context, pb *playbooks.Playbook) (controller.Plan, error)
 	ApplyPlaybook(ctx context.Context, pb *playbooks.Playbook, via string) (controller.Plan, error)
 	Release(ctx context.Context, id string, a journal.Audit) error
+	ChangeRouter(ctx context.Context, ch cli.Change, a journal.Audit) (cli.Result, error)
+	RouterRunning(ctx context.Context, name string) (string, error)
+}
+
+// RouterChange is the body of POST /v1/routers/{name}/change: commands
+// entered in configuration mode, what the configuration must then hold
+// (expect) or not (absent), and who asks why.
+type RouterChange struct {
+	Commands []string `json:"commands"`
+	Expect   []string `json:"expect,omitempty"`
+	Absent   []string `json:"absent,omitempty"`
+	Author   string   `json:"author"`
+	Reason   string   `json:"reason"`
+}
+
+// RouterResult is the answer to a router change.
+type RouterResult struct {
+	Result cli.Result `json:"result"`
+	Error  string     `json:"error,omitempty"`
 }
 
 // Status is GET /v1/status: everything `sdnoc status` shows.
@@ -195,6 +215,8 @@ func (s *Server) handler(tcp bool) http.Handler {
 	mux.HandleFunc("POST /v1/playbooks/plan", s.playbook(false))
 	mux.HandleFunc("POST /v1/playbooks/apply", s.playbook(true))
 	mux.HandleFunc("POST /v1/overrides/{name}/release", s.release)
+	mux.HandleFunc("POST /v1/routers/{name}/change", s.routerChange)
+	mux.HandleFunc("GET /v1/routers/{name}/running", s.routerRunning)
 	if !tcp {
 		return mux
 	}
@@ -324,5 +346,49 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusNotFound, Error{Error: err.Error()})
 	default:
 		reply(w, http.StatusOK, map[string]string{"released": r.PathValue("name")})
+	}
+}
+
+func (s *Server) routerChange(w http.ResponseWriter, r *http.Request) {
+	var rc RouterChange
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&rc); err != nil {
+		reply(w, http.StatusBadRequest, Error{Error: "router change: " + err.Error()})
+		return
+	}
+	if strings.TrimSpace(rc.Author) == "" || strings.TrimSpace(rc.Reason) == "" || len(rc.Commands) == 0 {
+		reply(w, http.StatusBadRequest, Error{Error: "router change: commands, author and reason are required; the journal keeps them"})
+		return
+	}
+	for _, c := range rc.Commands {
+		if strings.ContainsAny(c, "\r\n") {
+			reply(w, http.StatusBadRequest, Error{Error: fmt.Sprintf("router change: command %q holds a line break; send one command a line", c)})
+			return
+		}
+	}
+	via, _ := r.Context().Value(viaKey{}).(string)
+	name := r.PathValue("name")
+	res, err := s.deps.Controller.ChangeRouter(r.Context(), cli.Change{Router: name, Commands: rc.Commands, Expect: rc.Expect, Absent: rc.Absent},
+		journal.Audit{Author: rc.Author, Reason: rc.Reason, Via: via})
+	switch {
+	case errors.Is(err, controller.ErrNoRouters):
+		reply(w, http.StatusNotFound, Error{Error: err.Error()})
+	case err != nil:
+		reply(w, http.StatusBadGateway, RouterResult{Result: res, Error: err.Error()})
+	default:
+		reply(w, http.StatusOK, RouterResult{Result: res})
+	}
+}
+
+func (s *Server) routerRunning(w http.ResponseWriter, r *http.Request) {
+	text, err := s.deps.Controller.RouterRunning(r.Context(), r.PathValue("name"))
+	switch {
+	case errors.Is(err, controller.ErrNoRouters):
+		reply(w, http.StatusNotFound, Error{Error: err.Error()})
+	case err != nil:
+		reply(w, http.StatusBadGateway, Error{Error: err.Error()})
+	default:
+		reply(w, http.StatusOK, map[string]string{"router": r.PathValue("name"), "running": text})
 	}
 }

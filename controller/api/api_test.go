@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sdnoc/sdnoc/actuators/cli"
 	"github.com/sdnoc/sdnoc/controller"
 	"github.com/sdnoc/sdnoc/decisions"
 	"github.com/sdnoc/sdnoc/journal"
@@ -55,6 +56,16 @@ func (f *fakeCtl) Release(_ context.Context, id string, a journal.Audit) error {
 		return errors.New("no active playbook")
 	}
 	return nil
+}
+
+func (f *fakeCtl) ChangeRouter(_ context.Context, ch cli.Change, a journal.Audit) (cli.Result, error) {
+	if ch.Router != "br1" {
+		return cli.Result{Router: ch.Router, RolledBack: true, Diff: "+x\n"}, fmt.Errorf("%w: boom", cli.ErrRolledBack)
+	}
+	return cli.Result{Router: ch.Router, Diff: "+ " + ch.Commands[0] + "\n"}, nil
+}
+func (f *fakeCtl) RouterRunning(_ context.Context, name string) (string, error) {
+	return "hostname " + name, nil
 }
 
 var book = &playbooks.Playbook{Name: "isp2-out", Kind: playbooks.DisableISP, ISP: "isp2", Reason: "r", Author: "alice", Expiry: time.Hour}
@@ -118,6 +129,23 @@ func TestUnixSocket(t *testing.T) {
 	}
 	if err := c.Release(ctx, "known", Release{Author: "a", Reason: "r"}); err != nil {
 		t.Fatal(err)
+	}
+	rr, err := c.ChangeRouter(ctx, "br1", RouterChange{Commands: []string{"router bgp 1"}, Author: "a", Reason: "r"})
+	if err != nil || rr.Result.Diff != "+ router bgp 1\n" {
+		t.Fatalf("router change = %+v, %v", rr, err)
+	}
+	rr, err = c.ChangeRouter(ctx, "br2", RouterChange{Commands: []string{"x"}, Author: "a", Reason: "r"})
+	if !errors.As(err, &ae) || ae.Code != http.StatusBadGateway || !rr.Result.RolledBack || rr.Result.Diff != "+x\n" {
+		t.Fatalf("failed router change = %+v, %v; want 502 with the result", rr, err)
+	}
+	if _, err = c.ChangeRouter(ctx, "br1", RouterChange{Commands: []string{"a\nb"}, Author: "a", Reason: "r"}); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest {
+		t.Fatalf("multi-line command: %v", err)
+	}
+	if _, err = c.ChangeRouter(ctx, "br1", RouterChange{Commands: []string{"a"}}); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest {
+		t.Fatalf("no author: %v", err)
+	}
+	if txt, err := c.RouterRunning(ctx, "br1"); err != nil || txt != "hostname br1" {
+		t.Fatalf("running = %q, %v", txt, err)
 	}
 	recs, err := c.Journal(ctx, 41, 7)
 	if err != nil || len(recs) != 1 || recs[0].Seq != 42 || recs[0].Note != "7" {

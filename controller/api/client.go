@@ -80,6 +80,16 @@ func (c *Client) call(ctx context.Context, method, path string, in, out any) err
 	if err != nil {
 		return fmt.Errorf("read the daemon's answer: %w", err)
 	}
+	if resp.StatusCode == http.StatusBadGateway {
+		// A router change that failed still says what it did.
+		var rr RouterResult
+		if json.Unmarshal(b, &rr) == nil && rr.Error != "" {
+			if p, ok := out.(*RouterResult); ok {
+				*p = rr
+			}
+			return &APIError{Code: resp.StatusCode, Msg: rr.Error}
+		}
+	}
 	if resp.StatusCode != http.StatusOK {
 		var e Error
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
@@ -141,4 +151,19 @@ func (c *Client) playbook(ctx context.Context, verb string, pb *playbooks.Playbo
 func (c *Client) Release(ctx context.Context, name string, r Release) error {
 	var out map[string]string
 	return c.call(ctx, http.MethodPost, "/v1/overrides/"+url.PathEscape(name)+"/release", r, &out)
+}
+
+// ChangeRouter asks the daemon to change a router's configuration. A
+// failed change still returns what was done (steps, diff, rollback).
+func (c *Client) ChangeRouter(ctx context.Context, name string, rc RouterChange) (RouterResult, error) {
+	var rr RouterResult
+	err := c.call(ctx, http.MethodPost, "/v1/routers/"+url.PathEscape(name)+"/change", rc, &rr)
+	return rr, err
+}
+
+// RouterRunning returns a router's running configuration.
+func (c *Client) RouterRunning(ctx context.Context, name string) (string, error) {
+	var out map[string]string
+	err := c.call(ctx, http.MethodGet, "/v1/routers/"+url.PathEscape(name)+"/running", nil, &out)
+	return out["running"], err
 }
