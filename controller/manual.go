@@ -23,15 +23,20 @@ var ErrNotRunning = errors.New("controller not running")
 
 // Plan is what a playbook does, session by session.
 type Plan struct {
-	Playbook string                `json:"playbook"`
-	Kind     playbooks.Kind        `json:"kind"`
-	Expires  time.Time             `json:"expires,omitzero"`
-	Sessions []SessionChange       `json:"sessions"`
-	Release  []string              `json:"release,omitempty"` // restore: the playbooks it ends
-	Proxies  []string              `json:"proxies,omitempty"` // edge proxies it drains
-	Load     []decisions.LoadCheck `json:"load,omitempty"`
-	Refusals []string              `json:"refusals,omitempty"`
-	Warnings []string              `json:"warnings,omitempty"`
+	Playbook string          `json:"playbook"`
+	Kind     playbooks.Kind  `json:"kind"`
+	Expires  time.Time       `json:"expires,omitzero"`
+	Sessions []SessionChange `json:"sessions"`
+	Release  []string        `json:"release,omitempty"` // restore: the playbooks it ends
+	Proxies  []string        `json:"proxies,omitempty"` // edge proxies it drains
+	// Prepend extra copies of the AS on PrependLinks for PrependFor
+	// before the withdrawals (a gentle drain-pop).
+	Prepend      int                   `json:"prepend,omitempty"`
+	PrependFor   time.Duration         `json:"prepend_for,omitempty"`
+	PrependLinks []string              `json:"prepend_links,omitempty"`
+	Load         []decisions.LoadCheck `json:"load,omitempty"`
+	Refusals     []string              `json:"refusals,omitempty"`
+	Warnings     []string              `json:"warnings,omitempty"`
 }
 
 // SessionChange is what changes on one BGP session.
@@ -122,6 +127,16 @@ func (c *Controller) plan(pb *playbooks.Playbook) (Plan, decisions.Override, err
 		return p, o, err
 	}
 	p.Sessions, p.Load, p.Refusals, p.Warnings = c.sessions(pv.Changes), pv.Load, pv.Refusals, pv.Warnings
+	if pb.Kind == playbooks.DrainPoP && pb.Prepend > 0 {
+		p.Prepend, p.PrependFor = pb.Prepend, pb.PrependFor
+		for _, pop := range c.cfg.Topology.PoPs {
+			if pop.Name == pb.PoP {
+				for _, l := range pop.Links {
+					p.PrependLinks = append(p.PrependLinks, c.cfg.Topology.LinkID(pop.Name, l.Name))
+				}
+			}
+		}
+	}
 	if pb.Kind == playbooks.DrainPoP && pb.DrainProxies {
 		p.Proxies = c.proxiesOf(pb.PoP)
 		if len(p.Proxies) == 0 {
@@ -186,8 +201,8 @@ func (c *Controller) ApplyPlaybook(ctx context.Context, pb *playbooks.Playbook, 
 			}
 			return
 		default:
-			if _, jerr := c.journal.Append(journal.Record{Time: c.deps.Now(), Kind: journal.KindOverride,
-				Manual: &journal.Manual{Override: o, Audit: audit, Applied: c.deps.Now(), Drained: p.Proxies}}); jerr != nil {
+			m := journal.Manual{Override: o, Audit: audit, Applied: c.deps.Now(), Drained: p.Proxies, Prepend: p.Prepend, PrependLinks: p.PrependLinks}
+			if _, jerr := c.journal.Append(journal.Record{Time: c.deps.Now(), Kind: journal.KindOverride, Manual: &m}); jerr != nil {
 				err = fmt.Errorf("playbook %s not applied: journal: %w", pb.Name, jerr)
 				return
 			}
@@ -196,7 +211,10 @@ func (c *Controller) ApplyPlaybook(ctx context.Context, pb *playbooks.Playbook, 
 				c.record(journal.Record{Time: c.deps.Now(), Kind: journal.KindRelease, Target: o.ID, Audit: &journal.Audit{Author: "sdnoc", Reason: "not applied: " + aerr.Error()}})
 				return
 			}
-			c.manual[o.ID] = journal.Manual{Override: o, Audit: audit, Applied: c.deps.Now(), Drained: p.Proxies}
+			c.manual[o.ID] = m
+			if perr := c.prepend(ctx, m.PrependLinks, m.Prepend); perr != nil {
+				p.Warnings = append(p.Warnings, "prepend: "+perr.Error()+"; the withdrawals still come at "+o.From.Format(time.RFC3339))
+			}
 			c.log.Warn("playbook applied", "playbook", pb.Name, "kind", pb.Kind, "author", pb.Author, "reason", pb.Reason, "via", via,
 				"expires", o.Expires, "sessions", len(p.Sessions))
 			c.emit(Event{Time: c.deps.Now(), Kind: "override", Text: fmt.Sprintf("%s applied by %s (%s) until %s: %s", pb.Name, pb.Author, via, o.Expires.Format(time.RFC3339), pb.Reason)})
@@ -248,6 +266,9 @@ func (c *Controller) release(ctx context.Context, id string, a journal.Audit) er
 		return fmt.Errorf("release %s: journal: %w", id, err)
 	}
 	c.engine.RemoveOverride(id)
+	if err := c.prepend(ctx, c.manual[id].PrependLinks, 0); err != nil {
+		c.log.Error("end the prepend of a released playbook", "playbook", id, "err", err)
+	}
 	delete(c.manual, id)
 	c.log.Warn("playbook released", "playbook", id, "author", a.Author, "reason", a.Reason, "via", a.Via)
 	c.emit(Event{Time: c.deps.Now(), Kind: "release", Text: fmt.Sprintf("%s released by %s (%s): %s", id, a.Author, a.Via, a.Reason)})
@@ -298,15 +319,22 @@ func (c *Controller) restoreOverrides(ms []journal.Manual) {
 			continue
 		}
 		c.manual[m.Override.ID] = m
+		// Before Start: the speaker announces with it from the first UPDATE.
+		if err := c.prepend(context.Background(), m.PrependLinks, m.Prepend); err != nil {
+			c.log.Error("restore the prepend of a playbook", "playbook", m.Override.ID, "err", err)
+		}
 		c.log.Info("playbook restored from the journal", "playbook", m.Override.ID, "expires", m.Override.Expires)
 	}
 }
 
 // expired journals the overrides the engine let go at this step.
-func (c *Controller) expired(now time.Time, ids []string) {
+func (c *Controller) expired(ctx context.Context, now time.Time, ids []string) {
 	for _, id := range ids {
 		m := c.manual[id]
 		delete(c.manual, id)
+		if err := c.prepend(ctx, m.PrependLinks, 0); err != nil {
+			c.log.Error("end the prepend of an expired playbook", "playbook", id, "err", err)
+		}
 		c.record(journal.Record{Time: now, Kind: journal.KindExpire, Target: id})
 		c.log.Warn("playbook expired: automation takes over what it covered", "playbook", id, "author", m.Audit.Author)
 		c.emit(Event{Time: now, Kind: "expire", Text: id + " expired: automation takes over"})
@@ -314,4 +342,22 @@ func (c *Controller) expired(now time.Time, ids []string) {
 			c.pendingUndrain = append(c.pendingUndrain, m.Drained...)
 		}
 	}
+}
+
+// prepend sets the AS path prepending of links (0 ends it); a dry run
+// has no speaker and prepends nothing.
+func (c *Controller) prepend(ctx context.Context, links []string, n int) error {
+	if c.speaker == nil {
+		return nil
+	}
+	var errs []error
+	for _, l := range links {
+		if err := c.speaker.SetPrepend(ctx, l, n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(links) > 0 && len(errs) == 0 {
+		c.log.Info("as path prepend", "links", links, "extra", n)
+	}
+	return errors.Join(errs...)
 }

@@ -19,7 +19,10 @@ type Override struct {
 	ID       string                    `json:"id"`
 	Withdraw map[string][]netip.Prefix `json:"withdraw,omitempty"` // link -> prefixes it must not publish
 	Announce map[string][]netip.Prefix `json:"announce,omitempty"` // link -> prefixes it must publish
-	Expires  time.Time                 `json:"expires"`
+	// From is when it takes effect (zero: at once); until then it holds
+	// its pairs against other overrides but the plan ignores it.
+	From    time.Time `json:"from,omitzero"`
+	Expires time.Time `json:"expires"`
 }
 
 // ErrConflict is returned, wrapped, for an override that covers a (link,
@@ -33,6 +36,9 @@ type override struct {
 	withdraw map[int]bitset // link index -> prefixes
 	announce map[int]bitset
 }
+
+// active reports whether o takes effect at now.
+func (o override) active(now time.Time) bool { return !now.Before(o.o.From) }
 
 // compile checks o against the network and builds its bitsets.
 func (e *Engine) compile(o Override) (override, error) {
@@ -156,6 +162,9 @@ func (e *Engine) expire(now time.Time, d *Decision) {
 // pinnedOff reports whether an override withdraws prefix pi from link li.
 func (e *Engine) pinnedOff(li, pi int) bool {
 	for _, o := range e.overrides {
+		if !o.active(e.last) {
+			continue
+		}
 		if b, ok := o.withdraw[li]; ok && b.has(pi) {
 			return true
 		}
@@ -174,6 +183,9 @@ func (e *Engine) applyOverrides(d *Decision) {
 	}
 	touched := newBitset(len(e.prefixes))
 	for _, o := range e.overrides {
+		if !o.active(e.last) {
+			continue
+		}
 		for li, b := range o.withdraw {
 			for w := range b {
 				e.desired[li][w] &^= b[w]
@@ -426,6 +438,9 @@ func (e *Engine) overridesOn(li int) []string {
 // prefix pi on link li, or "".
 func (e *Engine) pinnedBy(li, pi int, withdraw bool) string {
 	for _, o := range e.overrides {
+		if !o.active(e.last) {
+			continue
+		}
 		m := o.announce
 		if withdraw {
 			m = o.withdraw

@@ -316,3 +316,29 @@ func TestPreviewRelease(t *testing.T) {
 		t.Fatalf("publications = %+v", pubs)
 	}
 }
+
+// An override with a later From holds its pairs against other overrides
+// at once but changes the plan only from then.
+func TestOverrideFrom(t *testing.T) {
+	e := twoPoPs(t)
+	s := newSim(e, 6, twoPoPLinks...)
+	s.run(5 * time.Second)
+	o := Override{ID: "later", From: s.now.Add(5 * time.Second), Expires: s.now.Add(time.Hour),
+		Withdraw: map[string][]netip.Prefix{"pop1/isp2": {pfxA}}}
+	if err := e.AddOverride(o); err != nil {
+		t.Fatal(err)
+	}
+	dup := o
+	dup.ID, dup.From = "dup", time.Time{}
+	if err := e.AddOverride(dup); !errors.Is(err, ErrConflict) {
+		t.Fatalf("overlap with a pending override: err = %v", err)
+	}
+	s.run(4 * time.Second)
+	if got := s.published("pop1/isp2"); !slices.Contains(got, pfxA) {
+		t.Fatalf("pop1/isp2 publishes %v before From; want A still there", got)
+	}
+	s.run(2 * time.Second)
+	if got := s.published("pop1/isp2"); slices.Contains(got, pfxA) || len(got) != 2 {
+		t.Fatalf("pop1/isp2 publishes %v after From; want B and C only", got)
+	}
+}

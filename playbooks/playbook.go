@@ -35,6 +35,15 @@ const (
 	Restore     Kind = "restore"      // release active playbooks
 )
 
+// Prepending limits: at most MaxPrepend extra copies of the AS, for at
+// most MaxPrependFor; DefaultPrependFor when a playbook prepends and says
+// not for how long.
+const (
+	MaxPrepend        = 10
+	MaxPrependFor     = 30 * time.Minute
+	DefaultPrependFor = time.Minute
+)
+
 // MaxExpiry is the longest a playbook may hold: a forgotten override must
 // not outlive a shift change by much (the daemon may set a shorter cap).
 const MaxExpiry = 24 * time.Hour
@@ -53,8 +62,13 @@ type Playbook struct {
 	Prefixes     []netip.Prefix `json:"prefixes,omitempty"` // shift-prefix: every edge prefix inside one of these moves
 	To           []string       `json:"to,omitempty"`       // drain-pop, shift-prefix: receiving PoPs; empty: every other PoP
 	DrainProxies bool           `json:"drain_proxies"`      // drain-pop: drain the PoP's edge proxies too
-	Release      []string       `json:"release,omitempty"`  // restore: the playbooks to release
-	All          bool           `json:"all,omitempty"`      // restore: release every active playbook
+	// Prepend, for a drain-pop, first announces the PoP's prefixes with
+	// that many extra copies of the edge's AS for PrependFor, so that
+	// traffic that can come in elsewhere leaves gently, then withdraws.
+	Prepend    int           `json:"prepend,omitempty"`
+	PrependFor time.Duration `json:"prepend_for,omitempty"`
+	Release    []string      `json:"release,omitempty"` // restore: the playbooks to release
+	All        bool          `json:"all,omitempty"`     // restore: release every active playbook
 
 	File string `json:"file,omitempty"`
 }
@@ -72,6 +86,8 @@ type fileBook struct {
 	Prefixes     []string `yaml:"prefixes"`
 	To           []string `yaml:"to"`
 	DrainProxies *bool    `yaml:"drain_proxies"`
+	Prepend      int      `yaml:"prepend"`
+	PrependFor   string   `yaml:"prepend_for"`
 	Release      []string `yaml:"release"`
 	All          bool     `yaml:"all"`
 }
@@ -168,6 +184,8 @@ func Parse(file string, data []byte) (*Playbook, error) {
 	only("prefixes", len(f.Prefixes) > 0, ShiftPrefix)
 	only("to", len(f.To) > 0, ShiftPrefix, DrainPoP)
 	only("drain_proxies", f.DrainProxies != nil, DrainPoP)
+	only("prepend", f.Prepend != 0, DrainPoP)
+	only("prepend_for", f.PrependFor != "", DrainPoP)
 	only("release", len(f.Release) > 0, Restore)
 	only("all", f.All, Restore)
 	switch p.Kind {
@@ -178,6 +196,29 @@ func Parse(file string, data []byte) (*Playbook, error) {
 		}
 		p.DrainProxies = f.DrainProxies == nil || *f.DrainProxies
 		p.To = f.To
+		p.Prepend = f.Prepend
+		switch {
+		case f.Prepend < 0 || f.Prepend > MaxPrepend:
+			e.add("prepend", "%d: write 1 to %d extra copies of the AS, or leave it out to withdraw at once", f.Prepend, MaxPrepend)
+		case f.Prepend == 0 && f.PrependFor != "":
+			e.add("prepend_for", "set without prepend; add prepend: 3, say, or remove it")
+		case f.Prepend > 0:
+			p.PrependFor = DefaultPrependFor
+			if f.PrependFor != "" {
+				d, err := parseExpiry(f.PrependFor)
+				switch {
+				case err != nil || d <= 0:
+					e.add("prepend_for", "%q is not a positive duration; write e.g. 2m", f.PrependFor)
+				case d > MaxPrependFor:
+					e.add("prepend_for", "%v is longer than %v; a gentle drain that long is a slow one: shorten it", d, MaxPrependFor)
+				default:
+					p.PrependFor = d
+				}
+			}
+			if p.Expiry > 0 && p.PrependFor >= p.Expiry {
+				e.add("prepend_for", "%v is not shorter than expires (%v): the drain would never withdraw", p.PrependFor, p.Expiry)
+			}
+		}
 	case DisableISP:
 		p.PoP, p.ISP = f.PoP, f.ISP
 		if p.ISP == "" {
@@ -232,6 +273,9 @@ func parseExpiry(s string) (time.Duration, error) {
 // nothing and is an error here. Every name it uses must be in topo.
 func (p *Playbook) Override(topo *topologies.Topology, now time.Time) (decisions.Override, error) {
 	o := decisions.Override{ID: p.Name, Expires: now.Add(p.Expiry), Withdraw: map[string][]netip.Prefix{}, Announce: map[string][]netip.Prefix{}}
+	if p.Prepend > 0 {
+		o.From = now.Add(p.PrependFor)
+	}
 	pop := func(name, field string) (*topologies.PoP, error) {
 		var names []string
 		for i := range topo.PoPs {
@@ -395,6 +439,9 @@ func (p *Playbook) Check() error {
 	case DrainPoP:
 		if p.PoP == "" {
 			e.add("pop", "missing")
+		}
+		if p.Prepend < 0 || p.Prepend > MaxPrepend || p.Prepend > 0 && (p.PrependFor <= 0 || p.PrependFor > MaxPrependFor || p.PrependFor >= p.Expiry) {
+			e.add("prepend", "%d for %v: want 0, or 1 to %d for at most %v and less than the expiry", p.Prepend, p.PrependFor, MaxPrepend, MaxPrependFor)
 		}
 	case DisableISP:
 		if p.ISP == "" {

@@ -104,6 +104,32 @@ func TestDrainPoPOverride(t *testing.T) {
 	}
 }
 
+func TestGentleDrain(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	p := mustParse(t, "examples/drain-pop1-gently.yaml")
+	if p.Prepend != 3 || p.PrependFor != 10*time.Second || p.Check() != nil {
+		t.Fatalf("parsed %+v (check %v)", p, p.Check())
+	}
+	o, err := p.Override(labTopology(t), now)
+	if err != nil || !o.From.Equal(now.Add(10*time.Second)) || len(o.Withdraw) != 3 {
+		t.Fatalf("override %+v, %v; want withdrawals from now+10s", o, err)
+	}
+	p.Prepend, p.PrependFor = 0, 0
+	if o, _ = p.Override(labTopology(t), now); !o.From.IsZero() {
+		t.Fatalf("no prepend, From = %v", o.From)
+	}
+	q := mustParse(t, "examples/drain-pop1.yaml")
+	if q.Prepend != 0 {
+		t.Fatal("drain-pop1 prepends")
+	}
+	q.PrependFor = time.Minute
+	q.Prepend = 2
+	q.Expiry = 30 * time.Second
+	if err := q.Check(); err == nil {
+		t.Fatal("prepend longer than the expiry passed Check")
+	}
+}
+
 func TestDisableISPAndShift(t *testing.T) {
 	topo := labTopology(t)
 	now := time.Now()
@@ -162,6 +188,11 @@ func TestParseErrors(t *testing.T) {
 		{"to from", "kind: shift-prefix\nfrom: pop1\nto: [pop1]\nprefixes: [203.0.113.0/26]\nreason: r\nauthor: a\nexpires: 1h\n", []string{"to: lists pop1"}},
 		{"restore expires", "kind: restore\nall: true\nreason: r\nauthor: a\nexpires: 1h\n", []string{"expires: a restore ends at once"}},
 		{"restore nothing", "kind: restore\nreason: r\nauthor: a\n", []string{"release: missing"}},
+		{"prepend range", "kind: drain-pop\npop: p\nprepend: 11\nreason: r\nauthor: a\nexpires: 1h\n", []string{"prepend: 11: write 1 to 10"}},
+		{"prepend_for alone", "kind: drain-pop\npop: p\nprepend_for: 1m\nreason: r\nauthor: a\nexpires: 1h\n", []string{"prepend_for: set without prepend"}},
+		{"prepend_for too long", "kind: drain-pop\npop: p\nprepend: 2\nprepend_for: 2h\nreason: r\nauthor: a\nexpires: 3h\n", []string{"prepend_for: 2h0m0s is longer than 30m0s"}},
+		{"prepend past expiry", "kind: drain-pop\npop: p\nprepend: 2\nprepend_for: 20m\nreason: r\nauthor: a\nexpires: 10m\n", []string{"is not shorter than expires"}},
+		{"prepend elsewhere", "kind: disable-isp\nisp: x\nprepend: 2\nreason: r\nauthor: a\nexpires: 1h\n", []string{"prepend: not used by a disable-isp playbook"}},
 		{"name", "name: Drain POP\nkind: restore\nall: true\nreason: r\nauthor: a\n", []string{`name: "Drain POP" is not a usable name`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -40,8 +40,9 @@ func families() []*api.Family {
 }
 
 // newPath builds the GoBGP path originating p with origin IGP and the given
-// next hop: a NEXT_HOP attribute for IPv4, MP_REACH_NLRI for IPv6 (RFC 4760 §3).
-func newPath(p netip.Prefix, nextHop string) (*api.Path, error) {
+// next hop: a NEXT_HOP attribute for IPv4, MP_REACH_NLRI for IPv6 (RFC 4760 §3);
+// with prepend, an AS_PATH that starts with those AS numbers.
+func newPath(p netip.Prefix, nextHop string, prepend ...uint32) (*api.Path, error) {
 	nlri, err := anypb.New(&api.IPAddressPrefix{Prefix: p.Addr().String(), PrefixLen: uint32(p.Bits())})
 	if err != nil {
 		return nil, fmt.Errorf("encode nlri: %w", err)
@@ -59,7 +60,17 @@ func newPath(p netip.Prefix, nextHop string) (*api.Path, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode next hop: %w", err)
 	}
-	return &api.Path{Family: family(p), Nlri: nlri, Pattrs: []*anypb.Any{origin, nh}}, nil
+	attrs := []*anypb.Any{origin, nh}
+	if len(prepend) > 0 {
+		// GoBGP puts our AS in front once more when it sends the path over
+		// eBGP: the ISP sees len(prepend)+1 copies.
+		asPath, err := anypb.New(&api.AsPathAttribute{Segments: []*api.AsSegment{{Type: api.AsSegment_AS_SEQUENCE, Numbers: prepend}}})
+		if err != nil {
+			return nil, fmt.Errorf("encode as path: %w", err)
+		}
+		attrs = append(attrs, asPath)
+	}
+	return &api.Path{Family: family(p), Nlri: nlri, Pattrs: attrs}, nil
 }
 
 // parsePrefix reads the prefix of a GoBGP destination ("203.0.113.0/24").

@@ -96,6 +96,9 @@ type link struct {
 	// prefixes are the prefixes this link originates. Before Start they are
 	// queued, and Start installs them before the session can come up.
 	prefixes map[netip.Prefix]struct{}
+	// prepend is how many extra copies of our AS the link's paths carry.
+	prepend int
+	asn     uint32
 }
 
 // New checks cfg and wires deps. It opens no socket and starts no goroutine.
@@ -119,6 +122,10 @@ func New(cfg Config, deps Deps) (*Speaker, error) {
 			n:        n,
 			log:      log.With("neighbor", n.Name),
 			prefixes: make(map[netip.Prefix]struct{}),
+			asn:      cfg.ASN,
+		}
+		if n.ASN != 0 {
+			l.asn = n.ASN
 		}
 		s.links[n.Name] = l
 		s.order = append(s.order, l)
@@ -432,7 +439,7 @@ func (s *Speaker) change(ctx context.Context, neighbor string, prefix netip.Pref
 
 // add originates p on l's server; l.mu is held.
 func (s *Speaker) add(ctx context.Context, l *link, p netip.Prefix) error {
-	path, err := newPath(p, l.nextHop(p))
+	path, err := newPath(p, l.nextHop(p), l.asPath()...)
 	if err == nil {
 		_, err = l.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path})
 	}
@@ -457,6 +464,49 @@ func (s *Speaker) del(ctx context.Context, l *link, p netip.Prefix) error {
 		return fmt.Errorf("delete path %s: %w", p, err)
 	}
 	s.m.withdraws.WithLabelValues(l.n.Name).Inc()
+	return nil
+}
+
+// asPath is the AS_PATH the link's paths start with: l.prepend copies of
+// its AS, or none.
+func (l *link) asPath() []uint32 {
+	out := make([]uint32, l.prepend)
+	for i := range out {
+		out[i] = l.asn
+	}
+	return out
+}
+
+// SetPrepend makes every path announced to the named neighbour carry n
+// extra copies of our AS (0 to 10), re-announcing what it has at once:
+// traffic that can come in elsewhere leaves the link gently, before a
+// withdrawal takes what is left.
+func (s *Speaker) SetPrepend(ctx context.Context, neighbor string, n int) error {
+	if n < 0 || n > 10 {
+		return fmt.Errorf("prepend %d on %s: want 0 to 10", n, neighbor)
+	}
+	l, ok := s.links[neighbor]
+	if !ok {
+		return fmt.Errorf("prepend on %q: %w", neighbor, ErrUnknownNeighbor)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.prepend == n {
+		return nil
+	}
+	l.prepend = n
+	if l.srv == nil {
+		return nil // Start announces with it
+	}
+	var errs []error
+	for _, p := range slices.SortedFunc(maps.Keys(l.prefixes), func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) }) {
+		if err := s.add(ctx, l, p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("prepend %d on %s: %w", n, neighbor, err)
+	}
 	return nil
 }
 

@@ -732,3 +732,63 @@ func TestImportRejectsISPTable(t *testing.T) {
 		t.Errorf("edge RIB holds %d destinations, want 1 (our own)", inRIB)
 	}
 }
+
+// TestPrepend checks that SetPrepend re-announces what a neighbour has
+// with extra copies of our AS, that the ISP sees them, and that 0 ends it.
+func TestPrepend(t *testing.T) {
+	const edge = "127.20.16.1"
+	ctx := t.Context()
+	isp, port := startISP(t, "isp1", "127.20.16.2", ispASN+1, edge)
+	s := startSpeaker(t, labConfig(Neighbor{Name: "isp1", Address: "127.20.16.2", Port: port, PeerASN: ispASN + 1, LocalAddress: edge}), nil)
+	waitUp(t, s)
+	for _, p := range []netip.Prefix{pfxA, pfxV6} {
+		if err := s.Announce(ctx, "isp1", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRoutes(t, isp, "isp1", pfxA, pfxV6)
+	pathLen := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			paths, err := isp.ASPaths(ctx)
+			if err == nil && len(paths[pfxA]) == want && len(paths[pfxV6]) == want {
+				for _, asn := range paths[pfxA] {
+					if asn != edgeASN {
+						t.Fatalf("AS path %v: want only %d", paths[pfxA], edgeASN)
+					}
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("AS paths %v (%v); want %d hops each", paths, err, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	pathLen(1)
+	if err := s.SetPrepend(ctx, "isp1", 3); err != nil {
+		t.Fatal(err)
+	}
+	pathLen(4)
+	// A prefix announced while prepending gets the same path.
+	if err := s.Announce(ctx, "isp1", pfxB); err != nil {
+		t.Fatal(err)
+	}
+	waitRoutes(t, isp, "isp1", pfxA, pfxB, pfxV6)
+	if paths, _ := isp.ASPaths(ctx); len(paths[pfxB]) != 4 {
+		t.Fatalf("new prefix while prepending: path %v", paths[pfxB])
+	}
+	if err := s.SetPrepend(ctx, "isp1", 0); err != nil {
+		t.Fatal(err)
+	}
+	pathLen(1)
+	for _, bad := range []int{-1, 11} {
+		if err := s.SetPrepend(ctx, "isp1", bad); err == nil {
+			t.Errorf("SetPrepend(%d) accepted", bad)
+		}
+	}
+	if err := s.SetPrepend(ctx, "nope", 1); !errors.Is(err, ErrUnknownNeighbor) {
+		t.Errorf("unknown neighbour: %v", err)
+	}
+}

@@ -228,6 +228,10 @@ func writePlan(w io.Writer, p controller.Plan, applied bool) {
 			}
 		}
 	}
+	if p.Prepend > 0 {
+		fmt.Fprintf(w, "  first announces with %d extra copies of the AS on %s, for %v: the traffic that can come in elsewhere leaves before the withdrawals\n",
+			p.Prepend, strings.Join(p.PrependLinks, ", "), p.PrependFor)
+	}
 	if len(p.Proxies) > 0 {
 		what := "drains"
 		if p.Kind == playbooks.Restore {

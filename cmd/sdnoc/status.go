@@ -149,6 +149,10 @@ func writeStatus(w io.Writer, st api.Status) {
 }
 
 func writeManual(w io.Writer, now time.Time, m journal.Manual) {
+	if now.Before(m.Override.From) {
+		fmt.Fprintf(w, "  %s  prepending %d extra copies of the AS on %s; withdraws at %s (in %v)\n", m.Override.ID, m.Prepend,
+			strings.Join(m.PrependLinks, ", "), m.Override.From.UTC().Format("15:04:05 MST"), m.Override.From.Sub(now).Round(time.Second))
+	}
 	left := m.Override.Expires.Sub(now).Round(time.Second)
 	fmt.Fprintf(w, "  %s  %s by %s (%s), applied %s, expires %s (%v left): %s\n", m.Override.ID, m.Audit.Kind, m.Audit.Author, m.Audit.Via,
 		m.Applied.UTC().Format("15:04:05"), m.Override.Expires.UTC().Format("15:04:05 MST"), left, m.Audit.Reason)

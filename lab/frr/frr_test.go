@@ -61,8 +61,15 @@ func TestParseRoutes(t *testing.T) {
 	if got := From(tab, netip.MustParseAddr("198.18.1.1")); !slices.Equal(got, []netip.Prefix{p}) {
 		t.Fatalf("From(peer) = %v", got)
 	}
+	if !slices.Equal(tab[p][0].ASPath, []uint32{65000}) {
+		t.Fatalf("AS path = %v, want [65000]", tab[p][0].ASPath)
+	}
 	if _, err := ParseRoutes([]byte(`{"routes": {"not a prefix": []}}`)); err == nil {
 		t.Fatal("a bad prefix parsed")
+	}
+	tab, err = ParseRoutes([]byte(`{"routes": {"192.0.2.0/24": [{"valid": true, "path": "65000 65000 65000 {64512,64513}"}]}}`))
+	if err != nil || !slices.Equal(tab[netip.MustParsePrefix("192.0.2.0/24")][0].ASPath, []uint32{65000, 65000, 65000}) {
+		t.Fatalf("prepended path = %+v, %v", tab, err)
 	}
 }
 

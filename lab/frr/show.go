@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 )
 
 // Path is one path of a route in a router's BGP table.
@@ -17,6 +19,9 @@ type Path struct {
 	Peer  netip.Addr
 	Best  bool
 	Stale bool // kept for a restarting neighbour (graceful restart)
+	// ASPath is the path's AS_PATH, nearest AS first; AS_SET members
+	// ({...}) are left out.
+	ASPath []uint32
 }
 
 // showRoutes is the part of `show bgp ipv4|ipv6 unicast json` read here.
@@ -26,6 +31,7 @@ type showRoutes struct {
 		Bestpath bool   `json:"bestpath"`
 		Stale    bool   `json:"stale"`
 		PeerID   string `json:"peerId"`
+		ASPath   string `json:"path"`
 		Nexthops []struct {
 			IP string `json:"ip"`
 		} `json:"nexthops"`
@@ -50,6 +56,11 @@ func ParseRoutes(b []byte) (map[netip.Prefix][]Path, error) {
 				continue
 			}
 			path := Path{Best: rp.Bestpath, Stale: rp.Stale}
+			for _, f := range strings.Fields(rp.ASPath) {
+				if n, err := strconv.ParseUint(f, 10, 32); err == nil {
+					path.ASPath = append(path.ASPath, uint32(n))
+				}
+			}
 			if a, err := netip.ParseAddr(rp.PeerID); err == nil && !a.IsUnspecified() {
 				path.Peer = a
 			}

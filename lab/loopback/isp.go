@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -244,21 +245,21 @@ func (i *ISP) Originate(ctx context.Context, prefix netip.Prefix) error {
 	return nil
 }
 
-// Routes returns the prefixes in the ISP's global RIB, both families, that
-// it learned from the edge (not those it originates), sorted.
+// edgePaths returns the paths in the ISP's global RIB, both families,
+// that it learned from the edge (not those it originates), by prefix.
 //
 // While the edge's session re-opens after a graceful restart, wait for
 // Established before calling Routes: GoBGP v3.37.0's ListPath reads the
 // stale paths' source PeerInfo unlocked (pkg/server/grpc_server.go:187-190)
 // while the FSM rewrites it on the new OPEN (pkg/server/fsm.go:1365), a
 // data race that -race reports.
-func (i *ISP) Routes(ctx context.Context) ([]netip.Prefix, error) {
+func (i *ISP) edgePaths(ctx context.Context) (map[netip.Prefix]*api.Path, error) {
 	srv, err := i.server()
 	if err != nil {
 		return nil, err
 	}
 	edge := netip.MustParseAddr(i.cfg.EdgeAddress)
-	var out []netip.Prefix
+	out := map[netip.Prefix]*api.Path{}
 	for _, afi := range []api.Family_Afi{api.Family_AFI_IP, api.Family_AFI_IP6} {
 		var bad error
 		err := srv.ListPath(ctx, &api.ListPathRequest{
@@ -275,7 +276,7 @@ func (i *ISP) Routes(ctx context.Context) ([]netip.Prefix, error) {
 					bad = fmt.Errorf("destination %q: %w", d.GetPrefix(), err)
 					return
 				}
-				out = append(out, pfx)
+				out[pfx] = p
 				return
 			}
 		})
@@ -298,7 +299,38 @@ func (i *ISP) Routes(ctx context.Context) ([]netip.Prefix, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("isp %s: list rib: %w", i.cfg.Name, err) // ListPath stops early, without error, on a done ctx
 	}
-	slices.SortFunc(out, netip.Prefix.Compare)
+	return out, nil
+}
+
+// Routes returns the prefixes the ISP holds from the edge (see edgePaths
+// for the wait a graceful restart needs), sorted.
+func (i *ISP) Routes(ctx context.Context) ([]netip.Prefix, error) {
+	ps, err := i.edgePaths(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slices.SortedFunc(maps.Keys(ps), netip.Prefix.Compare), nil
+}
+
+// ASPaths returns the AS path of each prefix the ISP holds from the edge.
+func (i *ISP) ASPaths(ctx context.Context) (map[netip.Prefix][]uint32, error) {
+	ps, err := i.edgePaths(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[netip.Prefix][]uint32, len(ps))
+	for pfx, p := range ps {
+		var path []uint32
+		for _, a := range p.GetPattrs() {
+			var asp api.AsPathAttribute
+			if a.UnmarshalTo(&asp) == nil {
+				for _, seg := range asp.GetSegments() {
+					path = append(path, seg.GetNumbers()...)
+				}
+			}
+		}
+		out[pfx] = path
+	}
 	return out, nil
 }
 

@@ -113,8 +113,43 @@ func rehearse(ctx context.Context, r *Run, pb *playbooks.Playbook) error {
 	if _, err := cl.Apply(ctx, pb); err != nil {
 		return fmt.Errorf("apply: %w", err)
 	}
+	var prepended map[string]float64
+	if plan.Prepend > 0 {
+		// The ISP of the first prepended link must see the longer path
+		// before the withdrawals come.
+		_, lk, ok := r.Lab.Plan.Link(plan.PrependLinks[0])
+		if !ok {
+			return fmt.Errorf("prepend on %s: not a lab link", plan.PrependLinks[0])
+		}
+		want := plan.Prepend + 1
+		took, err := waitUntil(ctx, plan.PrependFor, fmt.Sprintf("%s sees %d copies of the edge's AS from %s", lk.ISP, want, plan.PrependLinks[0]), func() (bool, string) {
+			tab, err := r.isp(lk.ISP).Table(ctx)
+			if err != nil {
+				return false, err.Error()
+			}
+			n, short := 0, ""
+			for p, paths := range tab {
+				for _, path := range paths {
+					if path.Peer == lk.Local.Addr() {
+						n++
+						if len(path.ASPath) != want {
+							short = fmt.Sprintf("%s has AS path %v", p, path.ASPath)
+						}
+					}
+				}
+			}
+			return n > 0 && short == "", fmt.Sprintf("%d paths from %s; %s", n, lk.Local.Addr(), short)
+		})
+		if err != nil {
+			return err
+		}
+		r.figure("apply → prepended path at "+lk.ISP, took)
+		if prepended, err = r.rates(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+	}
 	var during map[string]float64
-	if _, err := waitUntil(ctx, 30*time.Second, "the traffic leaves the withdrawn links and arrives elsewhere", func() (bool, string) {
+	if _, err := waitUntil(ctx, 30*time.Second+plan.PrependFor, "the traffic leaves the withdrawn links and arrives elsewhere", func() (bool, string) {
 		during, err = r.rates(ctx, 250*time.Millisecond)
 		if err != nil {
 			return false, err.Error()
@@ -152,7 +187,12 @@ func rehearse(ctx context.Context, r *Run, pb *playbooks.Playbook) error {
 		}
 	}
 	for _, id := range slices.Sorted(maps.Keys(before)) {
-		if before[id]+during[id]+after[id] > 0.05*want {
+		if before[id]+during[id]+after[id]+prepended[id] > 0.05*want {
+			if prepended != nil {
+				r.line("%-10s %6.1f → %6.1f → %6.1f → %6.1f Mbit/s (before → prepended → withdrawn → released)", id,
+					before[id]/1e6, prepended[id]/1e6, during[id]/1e6, after[id]/1e6)
+				continue
+			}
 			r.line("%-10s %6.1f → %6.1f → %6.1f Mbit/s (before → applied → released)", id, before[id]/1e6, during[id]/1e6, after[id]/1e6)
 		}
 	}
