@@ -12,7 +12,11 @@ func network(t *topologies.Topology) decisions.Network {
 	var nw decisions.Network
 	for _, p := range t.PoPs {
 		for _, l := range p.Links {
-			nw.Links = append(nw.Links, decisions.Link{ID: t.LinkID(p.Name, l.Name), PoP: p.Name, Thresholds: thresholds(l.Thresholds),
+			isp := l.ISP
+			if isp == "" {
+				isp = l.Name // links of one ISP are often named after it in every PoP
+			}
+			nw.Links = append(nw.Links, decisions.Link{ID: t.LinkID(p.Name, l.Name), PoP: p.Name, ISP: isp, Thresholds: thresholds(l.Thresholds),
 				Capacity: l.Capacity, Congestion: decisions.Congestion{TargetPct: l.Thresholds.CongestionPct,
 					ExitPct: l.Thresholds.CongestionExitPct, RestoreHeadroom: l.Thresholds.RestoreHeadroomPct}})
 		}

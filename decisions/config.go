@@ -79,8 +79,12 @@ func DefaultLimits() Limits { return Limits{MaxWithdrawals: 4, WithdrawalWindow:
 
 // Link is one ISP link of a PoP, as the engine sees it.
 type Link struct {
-	ID         string // "pop/link"
-	PoP        string
+	ID  string // "pop/link"
+	PoP string
+	// ISP names the network at the other end; "" unknown. Traffic that
+	// leaves a link tends to come back in through the same ISP's links in
+	// other PoPs, which the preview of a playbook uses.
+	ISP        string
 	Thresholds Thresholds
 	Capacity   uint64     // bit/s; 0: unknown, the link is never judged congested
 	Congestion Congestion // used when Capacity is set

@@ -262,9 +262,7 @@ type Preview struct {
 // prefix off the last link that carries it in a PoP it does not drain, or
 // off every PoP (invariant 1), or when the traffic it moves would push a
 // receiving link over its congestion target. Load is projected from the
-// flows: each moved prefix's measured rate spreads over the links of its
-// own PoP that still carry it, or, when none does, evenly over the other
-// PoPs that carry it and within each by capacity. A receiving link whose
+// flows: each moved prefix's measured rate, spread as spread says. A receiving link whose
 // load is not measured cannot be checked: that is a warning, not a pass.
 // The engine is not changed.
 func (e *Engine) Preview(o Override) (Preview, error) {
@@ -391,16 +389,31 @@ func (e *Engine) Preview(o Override) (Preview, error) {
 }
 
 // spread says how prefix pi's traffic on link from divides among the links
-// that carry it once from does not: the PoP's own carriers by capacity, or,
-// if it has none, the other PoPs' evenly and within each by capacity.
+// that carry it once from does not. It comes in through the same ISP where
+// that ISP still has the prefix from another PoP (its routing just picks
+// the other session), evenly over those links; otherwise through the other
+// links of from's PoP, by capacity; otherwise through the other PoPs that
+// carry it, evenly, and within each by capacity.
 func (e *Engine) spread(from, pi int, carries func(li, pi int) bool) map[int]float64 {
+	isp := e.links[from].cfg.ISP
+	var same []int
 	byPoP := map[int][]int{}
-	for li := range e.links {
-		if li != from && carries(li, pi) {
-			byPoP[e.links[li].pop] = append(byPoP[e.links[li].pop], li)
+	for li, l := range e.links {
+		if li == from || !carries(li, pi) {
+			continue
 		}
+		if isp != "" && l.cfg.ISP == isp && l.pop != e.links[from].pop {
+			same = append(same, li)
+		}
+		byPoP[l.pop] = append(byPoP[l.pop], li)
 	}
 	out := map[int]float64{}
+	if len(same) > 0 {
+		for _, li := range same {
+			out[li] += 1 / float64(len(same))
+		}
+		return out
+	}
 	share := func(lids []int, whole float64) {
 		var total float64
 		for _, li := range lids {

@@ -18,7 +18,8 @@ func twoPoPs(t *testing.T) *Engine {
 	nw := Network{Limits: DefaultLimits()}
 	for _, id := range twoPoPLinks {
 		pop, _, _ := strings.Cut(id, "/")
-		nw.Links = append(nw.Links, Link{ID: id, PoP: pop, Thresholds: fastThresholds(), Capacity: 10 * gbit, Congestion: DefaultCongestion()})
+		_, isp, _ := strings.Cut(id, "/")
+		nw.Links = append(nw.Links, Link{ID: id, PoP: pop, ISP: isp, Thresholds: fastThresholds(), Capacity: 10 * gbit, Congestion: DefaultCongestion()})
 	}
 	nw.Prefixes = []Prefix{{Prefix: pfxA, Links: twoPoPLinks}, {Prefix: pfxB, Links: twoPoPLinks[:3]}, {Prefix: pfxC, Links: twoPoPLinks}}
 	e, err := New(nw, Snapshot{})
@@ -247,8 +248,9 @@ func TestPreviewProjectsLoad(t *testing.T) {
 		}
 	}
 	step()
-	// 9 Gbit/s leave pop1 for pop2, split by capacity: 4.5 each. isp1
-	// would be at 105 %, over its 90 % target.
+	// 9 Gbit/s leave pop1 for pop2: isp1's and isp2's 3 stay with their
+	// ISP (pop2/isp1, pop2/isp2), isp3's has no isp3 in pop2 and splits by
+	// capacity, 1.5 each. pop2/isp1 would be at 6+4.5 = 105 %, over 90 %.
 	p, err := e.Preview(drainPoP1("drain", now.Add(time.Hour), pfxA))
 	if err != nil {
 		t.Fatal(err)
@@ -268,13 +270,22 @@ func TestPreviewProjectsLoad(t *testing.T) {
 	if p, err = e.Preview(drainPoP1("drain", now.Add(time.Hour), pfxA)); err != nil || len(p.Refusals) != 0 {
 		t.Fatalf("refusals %q, err %v; want none", p.Refusals, err)
 	}
-	// Taking one pop1 link out moves its share onto pop1's other two.
+	// Taking pop1/isp1 out: isp1 still has pfxA from pop2, so its
+	// traffic comes in there: pop2/isp1 at 2+3 = 50 %.
 	o := Override{ID: "isp1-out", Expires: now.Add(time.Hour), Withdraw: map[string][]netip.Prefix{"pop1/isp1": {pfxA}}}
 	if p, err = e.Preview(o); err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Load) != 2 || p.Load[0].Link != "pop1/isp2" || p.Load[0].MovedBps != 1.5*gbit || p.Load[0].ProjectedPc != 45 {
-		t.Fatalf("load = %+v; want pop1/isp2 and isp3 each +1.5 Gbit/s to 45%%", p.Load)
+	if len(p.Load) != 1 || p.Load[0].Link != "pop2/isp1" || p.Load[0].MovedBps != 3*gbit || p.Load[0].ProjectedPc != 50 {
+		t.Fatalf("load = %+v; want pop2/isp1 +3 Gbit/s to 50%%", p.Load)
+	}
+	// pop1/isp3 has no isp3 elsewhere: its share goes to pop1's other two.
+	o = Override{ID: "isp3-out", Expires: now.Add(time.Hour), Withdraw: map[string][]netip.Prefix{"pop1/isp3": {pfxA}}}
+	if p, err = e.Preview(o); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Load) != 2 || p.Load[0].Link != "pop1/isp1" || p.Load[0].MovedBps != 1.5*gbit || p.Load[0].ProjectedPc != 45 {
+		t.Fatalf("load = %+v; want pop1/isp1 and isp2 each +1.5 Gbit/s to 45%%", p.Load)
 	}
 }
 
