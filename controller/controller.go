@@ -74,6 +74,7 @@ type Controller struct {
 	status     []decisions.LinkStatus
 	pubs       []decisions.Publication
 	manualList []journal.Manual
+	alertList  []decisions.Alert
 	lastStep   time.Time
 	// reqs carries the API's calls to the loop, which owns the engine.
 	reqs chan func()
@@ -436,6 +437,7 @@ func (c *Controller) step(ctx context.Context) {
 		c.emit(Event{Time: now, Kind: "refusal", Link: r.Link, Rule: r.Rule, Text: r.Reason})
 	}
 	c.logAlerts(now, d.Alerts)
+	alerts := slices.Clone(d.Alerts)
 	for _, in := range d.Intents {
 		c.apply(ctx, now, in)
 	}
@@ -447,7 +449,7 @@ func (c *Controller) step(ctx context.Context) {
 		manual = append(manual, c.manual[o.ID])
 	}
 	c.mu.Lock()
-	c.status, c.pubs, c.manualList = st, pubs, manual
+	c.status, c.pubs, c.manualList, c.alertList = st, pubs, manual, alerts
 	c.lastStep = time.Now()
 	c.mu.Unlock()
 	if len(c.pendingUndrain) > 0 && c.deps.Proxies != nil {
@@ -580,6 +582,14 @@ func (c *Controller) emit(e Event) {
 	if c.deps.OnEvent != nil {
 		c.deps.OnEvent(e)
 	}
+}
+
+// Alerts returns the alerts of the last step: links unknown, kept against
+// never-strand, over the withdrawal cap, congested without a plan.
+func (c *Controller) Alerts() []decisions.Alert {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.alertList)
 }
 
 // Status returns the links as of the last step.

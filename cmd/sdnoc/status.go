@@ -138,6 +138,12 @@ func writeStatus(w io.Writer, st api.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.PoP, name, state, loss, rtt, jit, load, pub, session, strings.Join(notes, "; "))
 	}
 	tw.Flush()
+	if len(st.Alerts) > 0 {
+		fmt.Fprintln(w, "\nalerts:")
+		for _, a := range st.Alerts {
+			fmt.Fprintf(w, "  %-10s %s\n", strings.ToUpper(a.Kind), a.Text)
+		}
+	}
 	if len(st.Overrides) == 0 {
 		fmt.Fprintln(w, "\nno playbook active: automation has every link")
 		return

@@ -36,6 +36,7 @@ import (
 type Controller interface {
 	Health() error
 	Status() []decisions.LinkStatus
+	Alerts() []decisions.Alert
 	Publications() []decisions.Publication
 	Overrides() []journal.Manual
 	Records(after uint64, limit int) ([]journal.Record, error)
@@ -69,6 +70,7 @@ type Status struct {
 	At        time.Time              `json:"at"`
 	Health    string                 `json:"health"` // "ok" or why not
 	Links     []decisions.LinkStatus `json:"links"`
+	Alerts    []decisions.Alert      `json:"alerts"`
 	Overrides []journal.Manual       `json:"overrides"`
 }
 
@@ -249,7 +251,8 @@ func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
-	st := Status{Topology: s.cfg.Topology, At: s.deps.Now(), Health: "ok", Links: s.deps.Controller.Status(), Overrides: s.deps.Controller.Overrides()}
+	st := Status{Topology: s.cfg.Topology, At: s.deps.Now(), Health: "ok", Links: s.deps.Controller.Status(),
+		Alerts: s.deps.Controller.Alerts(), Overrides: s.deps.Controller.Overrides()}
 	if err := s.deps.Controller.Health(); err != nil {
 		st.Health = err.Error()
 	}

@@ -35,7 +35,10 @@ func (f *fakeCtl) Status() []decisions.LinkStatus {
 	return []decisions.LinkStatus{{Link: "pop1/isp1", PoP: "pop1", State: decisions.Healthy}}
 }
 func (f *fakeCtl) Publications() []decisions.Publication { return nil }
-func (f *fakeCtl) Overrides() []journal.Manual           { return nil }
+func (f *fakeCtl) Alerts() []decisions.Alert {
+	return []decisions.Alert{{Link: "pop1/isp2", Kind: "unknown", Text: "pop1/isp2: state unknown"}}
+}
+func (f *fakeCtl) Overrides() []journal.Manual { return nil }
 func (f *fakeCtl) Records(after uint64, limit int) ([]journal.Record, error) {
 	return []journal.Record{{Seq: after + 1, Note: fmt.Sprint(limit)}}, nil
 }
@@ -97,7 +100,7 @@ func TestUnixSocket(t *testing.T) {
 	c, _ := NewClient(sock, "")
 	ctx := t.Context()
 	st, err := c.Status(ctx)
-	if err != nil || st.Topology != "lab" || len(st.Links) != 1 || st.Health != "ok" {
+	if err != nil || st.Topology != "lab" || len(st.Links) != 1 || st.Health != "ok" || len(st.Alerts) != 1 || st.Alerts[0].Kind != "unknown" {
 		t.Fatalf("status = %+v, %v", st, err)
 	}
 	if p, err := c.Plan(ctx, book); err != nil || p.Playbook != "isp2-out" {
