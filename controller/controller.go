@@ -448,6 +448,7 @@ func (c *Controller) step(ctx context.Context) {
 	for _, o := range c.engine.Overrides() {
 		manual = append(manual, c.manual[o.ID])
 	}
+	c.metrics.overrides.Set(float64(len(manual)))
 	c.mu.Lock()
 	c.status, c.pubs, c.manualList, c.alertList = st, pubs, manual, alerts
 	c.lastStep = time.Now()

@@ -212,6 +212,7 @@ func (c *Controller) ApplyPlaybook(ctx context.Context, pb *playbooks.Playbook, 
 				return
 			}
 			c.manual[o.ID] = m
+			c.metrics.playbookWrites.WithLabelValues("applied").Inc()
 			if perr := c.prepend(ctx, m.PrependLinks, m.Prepend); perr != nil {
 				p.Warnings = append(p.Warnings, "prepend: "+perr.Error()+"; the withdrawals still come at "+o.From.Format(time.RFC3339))
 			}
@@ -222,6 +223,7 @@ func (c *Controller) ApplyPlaybook(ctx context.Context, pb *playbooks.Playbook, 
 			return
 		}
 		if err != nil {
+			c.metrics.playbookWrites.WithLabelValues("denied").Inc()
 			c.record(journal.Record{Time: c.deps.Now(), Kind: journal.KindDenied, Audit: &audit, Note: err.Error()})
 		}
 	})
@@ -266,6 +268,7 @@ func (c *Controller) release(ctx context.Context, id string, a journal.Audit) er
 		return fmt.Errorf("release %s: journal: %w", id, err)
 	}
 	c.engine.RemoveOverride(id)
+	c.metrics.playbookWrites.WithLabelValues("released").Inc()
 	if err := c.prepend(ctx, c.manual[id].PrependLinks, 0); err != nil {
 		c.log.Error("end the prepend of a released playbook", "playbook", id, "err", err)
 	}
@@ -332,6 +335,7 @@ func (c *Controller) expired(ctx context.Context, now time.Time, ids []string) {
 	for _, id := range ids {
 		m := c.manual[id]
 		delete(c.manual, id)
+		c.metrics.playbookWrites.WithLabelValues("expired").Inc()
 		if err := c.prepend(ctx, m.PrependLinks, 0); err != nil {
 			c.log.Error("end the prepend of an expired playbook", "playbook", id, "err", err)
 		}

@@ -15,6 +15,10 @@ type metrics struct {
 	samplesDropped                      prometheus.Counter
 	alerts                              prometheus.Gauge
 	stepSeconds                         prometheus.Histogram
+	// Manual actions: playbooks active, writes by outcome, router changes.
+	overrides      prometheus.Gauge
+	playbookWrites *prometheus.CounterVec
+	routerChanges  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) metrics {
@@ -40,6 +44,11 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		alerts:         f.NewGauge(prometheus.GaugeOpts{Name: "alerts", Help: "Alerts currently raised."}),
 		stepSeconds: f.NewHistogram(prometheus.HistogramOpts{Name: "step_seconds", Help: "Time of one decision step.",
 			Buckets: prometheus.ExponentialBuckets(1e-5, 4, 10)}),
+		overrides: f.NewGauge(prometheus.GaugeOpts{Name: "playbooks_active", Help: "Playbooks (overrides) in force or in their prepend phase."}),
+		playbookWrites: f.NewCounterVec(prometheus.CounterOpts{Name: "playbook_writes_total",
+			Help: "Playbook writes by outcome: applied, denied, released, expired."}, []string{"outcome"}),
+		routerChanges: f.NewCounterVec(prometheus.CounterOpts{Name: "router_changes_total",
+			Help: "Router configuration changes over the CLI by outcome: applied, rolled_back, failed."}, []string{"outcome"}),
 	}
 }
 

@@ -33,6 +33,14 @@ func (c *Controller) ChangeRouter(ctx context.Context, ch cli.Change, a journal.
 	res, aerr := c.routers.Apply(ctx, ch)
 	done := journal.Record{Time: c.deps.Now(), Kind: journal.KindRouterDone, Target: ch.Router, Ref: seq,
 		Router: &journal.RouterChange{Diff: res.Diff, RolledBack: res.RolledBack, Residual: res.Residual}}
+	outcome := "applied"
+	switch {
+	case errors.Is(aerr, cli.ErrRolledBack):
+		outcome = "rolled_back"
+	case aerr != nil:
+		outcome = "failed"
+	}
+	c.metrics.routerChanges.WithLabelValues(outcome).Inc()
 	if aerr != nil {
 		done.Error = aerr.Error()
 		c.log.Error("router change failed", "router", ch.Router, "rolled_back", res.RolledBack, "err", aerr)

@@ -44,13 +44,13 @@ func TestPlaybookCLI(t *testing.T) {
 	if err := os.WriteFile(token, []byte("t0ken-for-the-test\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	apiTCP := freeAddr(t)
+	apiTCP, admin := freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	root := newRoot()
 	var stderr syncBuffer
 	root.SetErr(&stderr)
-	root.SetArgs([]string{"daemon", "--config", labTopology(t, lab), "--journal", filepath.Join(dir, "journal.jsonl"), "--listen", freeAddr(t),
+	root.SetArgs([]string{"daemon", "--config", labTopology(t, lab), "--journal", filepath.Join(dir, "journal.jsonl"), "--listen", admin,
 		"--log-level", "warn", "--api-tcp", apiTCP, "--api-token-file", token})
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
@@ -110,6 +110,7 @@ func TestPlaybookCLI(t *testing.T) {
 	if !strings.Contains(out, "playbook isp2-out until") || !strings.Contains(out, "isp2-out  disable-isp by alice (unix uid") {
 		t.Fatalf("status under the playbook:\n%s", out)
 	}
+	metric(t, admin, "sdnoc_controller_playbooks_active 1", `sdnoc_controller_playbook_writes_total{outcome="applied"} 1`)
 	out, _ = run(t, "playbook", "list", "--daemon", sock, "--json")
 	var list []struct {
 		Override struct{ ID string }
@@ -172,6 +173,8 @@ func TestPlaybookCLI(t *testing.T) {
 	}
 	rib(1, "after the refusal", both)
 
+	metric(t, admin, "sdnoc_controller_playbooks_active 0", `sdnoc_controller_playbook_writes_total{outcome="applied"} 3`,
+		`sdnoc_controller_playbook_writes_total{outcome="denied"} 3`, `sdnoc_controller_playbook_writes_total{outcome="released"} 3`)
 	cl, _ := api.NewClient(sock, "")
 	recs, err := cl.Journal(t.Context(), 0, 1000)
 	if err != nil {
@@ -188,5 +191,30 @@ func TestPlaybookCLI(t *testing.T) {
 	}
 	if strings.Join(audit, ", ") != "override alice, release bob, denied a, override a, override a, denied a, denied a, release carol, release carol" {
 		t.Fatalf("journal audit: %v", audit)
+	}
+}
+
+// metric waits until the daemon's /metrics holds every line of want.
+func metric(t *testing.T, admin string, want ...string) {
+	t.Helper()
+	var body string
+	for began := time.Now(); time.Since(began) < 5*time.Second; time.Sleep(100 * time.Millisecond) {
+		_, b, err := get("http://" + admin + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = b
+		missing := false
+		for _, w := range want {
+			missing = missing || !strings.Contains(body, w+"\n")
+		}
+		if !missing {
+			return
+		}
+	}
+	for _, w := range want {
+		if !strings.Contains(body, w+"\n") {
+			t.Errorf("/metrics lacks %q", w)
+		}
 	}
 }

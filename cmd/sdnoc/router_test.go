@@ -36,7 +36,8 @@ func TestRouterCLI(t *testing.T) {
 	root := newRoot()
 	var stderr syncBuffer
 	root.SetErr(&stderr)
-	root.SetArgs([]string{"daemon", "--config", labTopology(t, lab), "--journal", filepath.Join(dir, "journal.jsonl"), "--listen", freeAddr(t),
+	admin := freeAddr(t)
+	root.SetArgs([]string{"daemon", "--config", labTopology(t, lab), "--journal", filepath.Join(dir, "journal.jsonl"), "--listen", admin,
 		"--log-level", "warn", "--routers", routers})
 	done := make(chan error, 1)
 	go func() { done <- root.ExecuteContext(ctx) }()
@@ -88,6 +89,7 @@ func TestRouterCLI(t *testing.T) {
 		t.Fatalf("configuration changed by a rolled-back change:\n%s", after)
 	}
 
+	metric(t, admin, `sdnoc_controller_router_changes_total{outcome="applied"} 2`, `sdnoc_controller_router_changes_total{outcome="rolled_back"} 1`)
 	cl, _ := api.NewClient(sock, "")
 	recs, err := cl.Journal(t.Context(), 0, 1000)
 	if err != nil {
