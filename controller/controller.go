@@ -69,10 +69,9 @@ type Controller struct {
 	telemetry    *telemetry.Collector
 	loads        chan telemetry.Sample
 
-	mu         sync.Mutex // guards status, pubs, manualList and lastStep
+	mu         sync.Mutex // guards status, manualList, alertList and lastStep
 	engine     *decisions.Engine
 	status     []decisions.LinkStatus
-	pubs       []decisions.Publication
 	manualList []journal.Manual
 	alertList  []decisions.Alert
 	lastStep   time.Time
@@ -443,14 +442,13 @@ func (c *Controller) step(ctx context.Context) {
 	}
 	st := c.engine.Status()
 	c.metrics.update(st)
-	pubs := c.engine.Publications()
 	manual := make([]journal.Manual, 0, len(c.manual))
 	for _, o := range c.engine.Overrides() {
 		manual = append(manual, c.manual[o.ID])
 	}
 	c.metrics.overrides.Set(float64(len(manual)))
 	c.mu.Lock()
-	c.status, c.pubs, c.manualList, c.alertList = st, pubs, manual, alerts
+	c.status, c.manualList, c.alertList = st, manual, alerts
 	c.lastStep = time.Now()
 	c.mu.Unlock()
 	if len(c.pendingUndrain) > 0 && c.deps.Proxies != nil {

@@ -286,11 +286,15 @@ func (c *Controller) Overrides() []journal.Manual {
 	return slices.Clone(c.manualList)
 }
 
-// Publications returns what every link should publish and does.
-func (c *Controller) Publications() []decisions.Publication {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.pubs)
+// Publications returns what every link should publish and does, as of
+// the last step. It lists every prefix of every link, so it is built on
+// request, on the loop, not at every step.
+func (c *Controller) Publications(ctx context.Context) ([]decisions.Publication, error) {
+	var pubs []decisions.Publication
+	if err := c.do(ctx, func() { pubs = c.engine.Publications() }); err != nil {
+		return nil, err
+	}
+	return pubs, nil
 }
 
 // Records returns journal records after seq, at most limit.

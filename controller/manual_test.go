@@ -51,6 +51,10 @@ func TestPlaybookOnRealPeers(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	h.wait(1, time.Second, "under the override", func(rs []netip.Prefix) bool { return len(rs) == 0 })
 	h.wait(0, time.Second, "isp1 untouched", all)
+	pubs, err := c.Publications(ctx)
+	if err != nil || len(pubs) != 3 || pubs[1].Link != "pop1/isp2" || len(pubs[1].Desired)+len(pubs[1].Applied) != 0 || len(pubs[0].Applied) != 3 {
+		t.Fatalf("publications under the override = %+v, %v", pubs, err)
+	}
 
 	// Taking the other two links out too would strand the prefixes.
 	strand := &playbooks.Playbook{Name: "rest-out", Kind: playbooks.DisableISP, ISP: "isp1", PoP: "pop1", Reason: "r", Author: "bob", Expiry: time.Hour}

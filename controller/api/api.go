@@ -37,7 +37,7 @@ type Controller interface {
 	Health() error
 	Status() []decisions.LinkStatus
 	Alerts() []decisions.Alert
-	Publications() []decisions.Publication
+	Publications(ctx context.Context) ([]decisions.Publication, error)
 	Overrides() []journal.Manual
 	Records(after uint64, limit int) ([]journal.Record, error)
 	PlanPlaybook(ctx context.Context, pb *playbooks.Playbook) (controller.Plan, error)
@@ -207,8 +207,13 @@ func (s *Server) handler(tcp bool) http.Handler {
 	mux.HandleFunc("GET /v1/health", s.health)
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/links", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, s.deps.Controller.Status()) })
-	mux.HandleFunc("GET /v1/publication", func(w http.ResponseWriter, _ *http.Request) {
-		reply(w, http.StatusOK, s.deps.Controller.Publications())
+	mux.HandleFunc("GET /v1/publication", func(w http.ResponseWriter, r *http.Request) {
+		pubs, err := s.deps.Controller.Publications(r.Context())
+		if err != nil {
+			reply(w, http.StatusServiceUnavailable, Error{Error: err.Error()})
+			return
+		}
+		reply(w, http.StatusOK, pubs)
 	})
 	mux.HandleFunc("GET /v1/overrides", func(w http.ResponseWriter, _ *http.Request) {
 		reply(w, http.StatusOK, s.deps.Controller.Overrides())

@@ -34,7 +34,9 @@ func (f *fakeCtl) Health() error { return nil }
 func (f *fakeCtl) Status() []decisions.LinkStatus {
 	return []decisions.LinkStatus{{Link: "pop1/isp1", PoP: "pop1", State: decisions.Healthy}}
 }
-func (f *fakeCtl) Publications() []decisions.Publication { return nil }
+func (f *fakeCtl) Publications(context.Context) ([]decisions.Publication, error) {
+	return []decisions.Publication{{Link: "pop1/isp1"}}, nil
+}
 func (f *fakeCtl) Alerts() []decisions.Alert {
 	return []decisions.Alert{{Link: "pop1/isp2", Kind: "unknown", Text: "pop1/isp2: state unknown"}}
 }
@@ -102,6 +104,9 @@ func TestUnixSocket(t *testing.T) {
 	st, err := c.Status(ctx)
 	if err != nil || st.Topology != "lab" || len(st.Links) != 1 || st.Health != "ok" || len(st.Alerts) != 1 || st.Alerts[0].Kind != "unknown" {
 		t.Fatalf("status = %+v, %v", st, err)
+	}
+	if pubs, err := c.Publications(ctx); err != nil || len(pubs) != 1 || pubs[0].Link != "pop1/isp1" {
+		t.Fatalf("publications = %+v, %v", pubs, err)
 	}
 	if p, err := c.Plan(ctx, book); err != nil || p.Playbook != "isp2-out" {
 		t.Fatalf("plan = %+v, %v", p, err)
