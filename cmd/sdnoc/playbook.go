@@ -64,65 +64,59 @@ daemon's journal with its author, reason and client.`,
 		}
 		return nil
 	}
-	c.AddCommand(&cobra.Command{
-		Use:   "plan FILE",
-		Short: "Say what FILE would change, session by session, and refuse what it must not do; applies nothing",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			pb, err := load(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := df.client()
-			if err != nil {
-				return err
-			}
-			p, err := cl.Plan(cmd.Context(), pb)
-			return show(cmd, p, false, err)
-		},
-	}, &cobra.Command{
-		Use:   "apply FILE",
-		Short: "Apply FILE: plan it and, unless refused, make it so until it expires or is released",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			pb, err := load(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := df.client()
-			if err != nil {
-				return err
-			}
-			p, err := cl.Apply(cmd.Context(), pb)
-			return show(cmd, p, true, err)
-		},
-	}, &cobra.Command{
-		Use:   "list",
-		Short: "List the active playbooks",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := df.client()
-			if err != nil {
-				return err
-			}
-			ms, err := cl.Overrides(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(ms)
-			}
-			if len(ms) == 0 {
-				fmt.Fprintln(cmd.OutOrStdout(), "no playbook active")
-			}
-			for _, m := range ms {
-				writeManual(cmd.OutOrStdout(), time.Now(), m)
-			}
-			return nil
-		},
-	}, newRelease(&df), newRehearse(lf, load))
+	// send is plan or apply: read FILE, ask the daemon, show the plan.
+	send := func(use, short string, apply bool) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " FILE",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				pb, err := load(args[0])
+				if err != nil {
+					return err
+				}
+				cl, err := df.client()
+				if err != nil {
+					return err
+				}
+				ask := cl.Plan
+				if apply {
+					ask = cl.Apply
+				}
+				p, err := ask(cmd.Context(), pb)
+				return show(cmd, p, apply, err)
+			},
+		}
+	}
+	c.AddCommand(send("plan", "Say what FILE would change, session by session, and refuse what it must not do; applies nothing", false),
+		send("apply", "Apply FILE: plan it and, unless refused, make it so until it expires or is released", true),
+		&cobra.Command{
+			Use:   "list",
+			Short: "List the active playbooks",
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				cl, err := df.client()
+				if err != nil {
+					return err
+				}
+				ms, err := cl.Overrides(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					return enc.Encode(ms)
+				}
+				if len(ms) == 0 {
+					fmt.Fprintln(cmd.OutOrStdout(), "no playbook active")
+				}
+				for _, m := range ms {
+					writeManual(cmd.OutOrStdout(), time.Now(), m)
+				}
+				return nil
+			},
+		}, newRelease(&df), newRehearse(lf, load))
 	return c
 }
 
