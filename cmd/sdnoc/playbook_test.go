@@ -33,35 +33,13 @@ func run(t *testing.T, args ...string) (string, error) {
 // playbook plan, apply (the ISP's own RIB empties), list, release (it
 // fills again), and the API over TCP refusing a client without the token.
 func TestPlaybookCLI(t *testing.T) {
-	lab, err := loopback.StartLab(t.Context(), 80, 65000,
-		[]loopback.LinkSpec{{Name: "isp1", PeerASN: 64501}, {Name: "isp2", PeerASN: 64502}, {Name: "isp3", PeerASN: 64503}}, nil)
-	t.Cleanup(func() { lab.Stop(context.Background()) })
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	token := filepath.Join(dir, "token")
 	if err := os.WriteFile(token, []byte("t0ken-for-the-test\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	apiTCP, admin := freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	root := newRoot()
-	var stderr syncBuffer
-	root.SetErr(&stderr)
-	root.SetArgs([]string{"daemon", "--config", labTopology(t, lab), "--journal", filepath.Join(dir, "journal.jsonl"), "--listen", admin,
-		"--log-level", "warn", "--api-tcp", apiTCP, "--api-token-file", token})
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("daemon did not stop")
-		}
-	})
+	apiTCP := freeAddr(t)
+	lab, admin, stderr := startTestDaemon(t, 80, dir, "--api-tcp", apiTCP, "--api-token-file", token)
 	sock := filepath.Join(dir, "sdnoc.sock") // the default: beside the journal
 	rib := func(i int, what string, cond func([]netip.Prefix) bool) {
 		t.Helper()
@@ -217,4 +195,36 @@ func metric(t *testing.T, admin string, want ...string) {
 			t.Errorf("/metrics lacks %q", w)
 		}
 	}
+}
+
+// startTestDaemon runs `sdnoc daemon` in this process on a three-ISP
+// loopback lab on 127.base.x.y, its journal (and so its API socket) in
+// dir, plus args; it is stopped at cleanup. It returns the lab, the
+// daemon's --listen address and its standard error.
+func startTestDaemon(t *testing.T, base byte, dir string, args ...string) (*loopback.Lab, string, *syncBuffer) {
+	t.Helper()
+	lab, err := loopback.StartLab(t.Context(), base, 65000,
+		[]loopback.LinkSpec{{Name: "isp1", PeerASN: 64501}, {Name: "isp2", PeerASN: 64502}, {Name: "isp3", PeerASN: 64503}}, nil)
+	t.Cleanup(func() { lab.Stop(context.Background()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := freeAddr(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	root := newRoot()
+	stderr := &syncBuffer{}
+	root.SetErr(stderr)
+	root.SetArgs(append([]string{"daemon", "--config", labTopology(t, lab), "--journal", filepath.Join(dir, "journal.jsonl"), "--listen", admin,
+		"--log-level", "warn"}, args...))
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("daemon did not stop")
+		}
+	})
+	return lab, admin, stderr
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"github.com/sdnoc/sdnoc/controller/api"
 	"github.com/sdnoc/sdnoc/journal"
 	"github.com/sdnoc/sdnoc/lab/frrssh"
-	"github.com/sdnoc/sdnoc/lab/loopback"
 )
 
 // The router commands through a real daemon to a real FRR router over
@@ -20,35 +18,12 @@ import (
 // FRR refuses rolled back, every command in the daemon's journal.
 func TestRouterCLI(t *testing.T) {
 	r := frrssh.Start(t)
-	lab, err := loopback.StartLab(t.Context(), 81, 65000,
-		[]loopback.LinkSpec{{Name: "isp1", PeerASN: 64501}, {Name: "isp2", PeerASN: 64502}, {Name: "isp3", PeerASN: 64503}}, nil)
-	t.Cleanup(func() { lab.Stop(context.Background()) })
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	routers := filepath.Join(dir, "routers.yaml")
 	rt := r.CLI("br1")
 	os.WriteFile(routers, []byte(fmt.Sprintf("timeout: 10s\nrouters:\n  - {name: br1, address: %q, user: %s, key_file: %s, known_hosts: %s}\n",
 		rt.Address, rt.User, rt.KeyFile, rt.KnownHosts)), 0o600)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	root := newRoot()
-	var stderr syncBuffer
-	root.SetErr(&stderr)
-	admin := freeAddr(t)
-	root.SetArgs([]string{"daemon", "--config", labTopology(t, lab), "--journal", filepath.Join(dir, "journal.jsonl"), "--listen", admin,
-		"--log-level", "warn", "--routers", routers})
-	done := make(chan error, 1)
-	go func() { done <- root.ExecuteContext(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("daemon did not stop")
-		}
-	})
+	_, admin, stderr := startTestDaemon(t, 81, dir, "--routers", routers)
 	sock := filepath.Join(dir, "sdnoc.sock")
 	for began := time.Now(); ; time.Sleep(50 * time.Millisecond) {
 		if _, err := os.Stat(sock); err == nil {
