@@ -585,24 +585,23 @@ func (e *Engine) refuse(d *Decision, r Refusal) {
 func (e *Engine) reconcile(d *Decision) {
 	for i, l := range e.links {
 		var add, del []netip.Prefix
-		pinned := map[string][]netip.Prefix{} // override id -> prefixes it announces
+		var pinnedOn, pinnedOff map[string][]netip.Prefix // override id -> prefixes it pins; nil until one does
 		e.desired[i].each(e.applied[i], func(pi int) {
 			if id := e.pinnedBy(i, pi, false); id != "" {
-				pinned[id] = append(pinned[id], e.prefixes[pi])
+				pinnedOn = appendPinned(pinnedOn, id, e.prefixes[pi])
 				return
 			}
 			add = append(add, e.prefixes[pi])
 		})
-		e.emitPinned(d, l, Announce, pinned)
-		pinned = map[string][]netip.Prefix{}
 		e.applied[i].each(e.desired[i], func(pi int) {
 			if id := e.pinnedBy(i, pi, true); id != "" {
-				pinned[id] = append(pinned[id], e.prefixes[pi])
+				pinnedOff = appendPinned(pinnedOff, id, e.prefixes[pi])
 				return
 			}
 			del = append(del, e.prefixes[pi])
 		})
-		e.emitPinned(d, l, Withdraw, pinned)
+		e.emitPinned(d, l, Announce, pinnedOn)
+		e.emitPinned(d, l, Withdraw, pinnedOff)
 		if len(add) > 0 {
 			rule, reason := RulePublish, fmt.Sprintf("%s carries its configured prefixes (%s)", l.cfg.ID, l.summary())
 			if l.withdrawn {

@@ -450,6 +450,9 @@ func (e *Engine) overridesOn(li int) []string {
 // pinnedBy returns the id of the override that withdraws (or announces)
 // prefix pi on link li, or "".
 func (e *Engine) pinnedBy(li, pi int, withdraw bool) string {
+	if len(e.overrides) == 0 {
+		return ""
+	}
 	for _, o := range e.overrides {
 		if !o.active(e.last) {
 			continue
@@ -465,8 +468,21 @@ func (e *Engine) pinnedBy(li, pi int, withdraw bool) string {
 	return ""
 }
 
+// appendPinned adds p to what override id pins, making m when it is nil:
+// reconcile allocates nothing for the links no override touches.
+func appendPinned(m map[string][]netip.Prefix, id string, p netip.Prefix) map[string][]netip.Prefix {
+	if m == nil {
+		m = map[string][]netip.Prefix{}
+	}
+	m[id] = append(m[id], p)
+	return m
+}
+
 // emitPinned adds one intent per override for the prefixes it pins on l.
 func (e *Engine) emitPinned(d *Decision, l *link, a Action, pinned map[string][]netip.Prefix) {
+	if len(pinned) == 0 {
+		return
+	}
 	for _, id := range slices.Sorted(maps.Keys(pinned)) {
 		verb := "off"
 		if a == Announce {
