@@ -9,7 +9,10 @@
 #            high so no proxy sees closes); ORIGIN=go: bench/proxyorigin,
 #            a net/http server with the same body, a costlier origin
 #            sharing the cores as an application would
-#   sdnoc    sdnoc edge serve, one site (Host: bench.local), access log off
+#   sdnoc    sdnoc edge serve, one site (Host: bench.local), access log off,
+#            its event-loop engine (the default on Linux)
+#   sdnoc-goroutines  the same with --engine goroutines (a goroutine a
+#            connection), for comparison
 #   nginx    proxy_pass with an upstream keepalive pool, access log off
 #   haproxy  mode http, http-reuse always, no logging
 # Every proxy gets the same two worker threads (GOMAXPROCS=2,
@@ -54,9 +57,10 @@ trap cleanup EXIT INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 origin_port=$(free_port) sdnoc_port=$(free_port) admin_port=$(free_port) nginx_port=$(free_port) haproxy_port=$(free_port)
+gor_port=$(free_port) gor_admin_port=$(free_port)
 body='hello from origin, a small response body of 64 bytes..........'
 
-mkdir -p "$tmp/origin/logs" "$tmp/nginx/logs" "$tmp/sites" "$tmp/state"
+mkdir -p "$tmp/origin/logs" "$tmp/nginx/logs" "$tmp/sites" "$tmp/state" "$tmp/state-goroutines"
 cat > "$tmp/origin/nginx.conf" <<EOF
 worker_processes 1;
 pid $tmp/origin/nginx.pid;
@@ -118,9 +122,12 @@ fi
 "$haproxy_bin" -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 & pids+=($!)
 GOMAXPROCS=${EDGE_PROCS:-2} "$tmp/sdnoc" edge serve --sites "$tmp/sites" --state "$tmp/state" --listen "127.0.0.1:$sdnoc_port" \
   --admin "127.0.0.1:$admin_port" --access-log=false --log-level warn & pids+=($!)
+GOMAXPROCS=${EDGE_PROCS:-2} "$tmp/sdnoc" edge serve --sites "$tmp/sites" --state "$tmp/state-goroutines" --listen "127.0.0.1:$gor_port" \
+  --admin "127.0.0.1:$gor_admin_port" --access-log=false --log-level warn --engine goroutines & pids+=($!)
 
-declare -A port=([sdnoc]=$sdnoc_port [nginx]=$nginx_port [haproxy]=$haproxy_port)
-for name in sdnoc nginx haproxy; do
+names="sdnoc sdnoc-goroutines nginx haproxy"
+declare -A port=([sdnoc]=$sdnoc_port [sdnoc-goroutines]=$gor_port [nginx]=$nginx_port [haproxy]=$haproxy_port)
+for name in $names; do
   for _ in $(seq 50); do
     got=$(curl -s -H 'Host: bench.local' "http://127.0.0.1:${port[$name]}/" || true)
     [ "$got" = "$body" ] && break
@@ -143,9 +150,9 @@ run() {
   echo "$rps $p99 $(( ${non2xx:-0} + ${sock:-0} ))"
 }
 
-for name in sdnoc nginx haproxy; do run 2s "$name" >/dev/null; done
+for name in $names; do run 2s "$name" >/dev/null; done
 for r in $(seq "$rounds"); do
-  for name in sdnoc nginx haproxy; do
+  for name in $names; do
     run "$duration" "$name" >>"$tmp/$name.txt"
   done
 done
@@ -154,7 +161,7 @@ python3 - "$tmp" "$rounds" "$duration" "$conns" "$origin" <<'EOF'
 import statistics, sys
 tmp, rounds, duration, conns, origin = sys.argv[1:]
 res = {}
-for name in ("sdnoc", "nginx", "haproxy"):
+for name in ("sdnoc", "sdnoc-goroutines", "nginx", "haproxy"):
     rows = [list(map(float, l.split())) for l in open(f"{tmp}/{name}.txt")]
     rps = [r[0] for r in rows]
     res[name] = dict(rps=statistics.median(rps), lo=min(rps), hi=max(rps),

@@ -40,6 +40,24 @@ var connPool = sync.Pool{New: func() any { return new(clientConn) }}
 
 // serveConn runs the keep-alive loop of one client connection.
 func (p *Proxy) serveConn(c net.Conn, pinned *site, scheme string) {
+	p.serveFrom(c, pinned, scheme, nil)
+}
+
+// resumed is an exchange the event loop started (the request is sent to
+// the origin) and hands over when the response is one it does not relay
+// itself (loop_linux.go).
+type resumed struct {
+	req        *head // swapped into the connection's own
+	site       *site
+	op         *originPool
+	uc         *upConn // reads the response from its first byte
+	start      time.Time
+	closeAfter bool
+}
+
+// serveFrom is serveConn, first finishing the exchange first when it is
+// not nil. The caller has counted that exchange in flight.
+func (p *Proxy) serveFrom(c net.Conn, pinned *site, scheme string, first *resumed) {
 	cc := connPool.Get().(*clientConn)
 	*cc = clientConn{p: p, c: c, pinned: pinned, scheme: scheme, req: cc.req}
 	if cc.r == nil {
@@ -68,6 +86,17 @@ func (p *Proxy) serveConn(c net.Conn, pinned *site, scheme string) {
 		connPool.Put(cc)
 	}()
 	idle := p.cfg.ClientIdle
+	if first != nil {
+		cc.busy.Store(true)
+		closeAfter := cc.serveResumed(first)
+		p.inflight.Add(-1)
+		cc.busy.Store(false)
+		if closeAfter {
+			cc.w.Flush()
+			return
+		}
+		idle = cc.site.cfg.Timeouts.ClientIdle
+	}
 	for !p.draining.Load() {
 		cc.setReadDeadline(idle)
 		n, err := readHead(cc.r, &cc.req)
@@ -188,6 +217,23 @@ func (cc *clientConn) serveRequest() (closeAfter bool, linger time.Duration) {
 		}
 	}
 	return x.closeAfter, linger
+}
+
+// serveResumed finishes an exchange the event loop handed over and
+// reports whether the connection must close afterwards.
+func (cc *clientConn) serveResumed(r *resumed) bool {
+	cc.req, *r.req = *r.req, cc.req
+	cc.site = r.site
+	x := &exchange{
+		site: r.site, req: &cc.req, clientIP: cc.clientIP, scheme: cc.scheme, origin: r.op.addr,
+		closeAfter: r.closeAfter || cc.p.draining.Load(), bodyLen: -1, requestSent: true,
+	}
+	defer cc.p.finish(x, r.start)
+	cc.pipelined = true
+	r.op.inflight.Add(1)
+	cc.p.exchangeOn(x, r.op, r.uc, cc)
+	r.op.inflight.Add(-1)
+	return x.closeAfter || x.upgraded
 }
 
 // linger keeps reading and dropping what the client still sends (the rest
@@ -329,14 +375,22 @@ func (cc *clientConn) interim(resp *head) error {
 }
 
 func (cc *clientConn) header(resp *head, fr framing, closeAfter bool) error {
-	w := cc.w
+	var err error
+	cc.chunkedOut, err = writeResponseHead(cc.w, &cc.req, resp, fr, closeAfter || cc.p.draining.Load())
+	return err
+}
+
+// writeResponseHead writes resp's head as it goes to the client of req:
+// the origin's end-to-end fields, our framing, and whether the connection
+// stays. It reports whether the body goes chunk-encoded, and the
+// writer's error.
+func writeResponseHead(w *bufio.Writer, req, resp *head, fr framing, closeAfter bool) (chunked bool, err error) {
 	appendStatusLine(w, resp.status, resp.reason)
 	for _, f := range resp.fields {
 		if !resp.hopByHop(f.name) {
 			writeField(w, f.name, f.value)
 		}
 	}
-	cc.chunkedOut = false
 	switch fr {
 	case lengthBody:
 		writeLength(w, resp.contentLength)
@@ -347,21 +401,21 @@ func (cc *clientConn) header(resp *head, fr framing, closeAfter bool) error {
 			writeLength(w, resp.contentLength)
 		}
 	default:
-		if cc.req.minor >= 1 {
-			cc.chunkedOut = true
+		if req.minor >= 1 {
+			chunked = true
 			w.WriteString("Transfer-Encoding: chunked\r\n")
 		} else {
 			closeAfter = true
 		}
 	}
 	switch {
-	case closeAfter || cc.p.draining.Load():
+	case closeAfter:
 		w.WriteString("Connection: close\r\n")
-	case cc.req.minor == 0:
+	case req.minor == 0:
 		w.WriteString("Connection: keep-alive\r\n")
 	}
-	_, err := w.WriteString("\r\n")
-	return err
+	_, err = w.WriteString("\r\n")
+	return chunked, err
 }
 
 func (cc *clientConn) body() (*bufio.Writer, bool) { return cc.w, cc.chunkedOut }
@@ -376,7 +430,12 @@ func (cc *clientConn) endBody() error {
 }
 
 func (cc *clientConn) fail(status int, msg string, closeAfter bool) error {
-	w := cc.w
+	writeFail(cc.w, status, msg, closeAfter)
+	return cc.w.Flush()
+}
+
+// writeFail writes a response of our own: an error status and msg.
+func writeFail(w *bufio.Writer, status int, msg string, closeAfter bool) {
 	appendStatusLine(w, status, nil)
 	w.WriteString("Content-Type: text/plain; charset=utf-8\r\n")
 	writeLength(w, int64(len(msg)+1))
@@ -386,7 +445,6 @@ func (cc *clientConn) fail(status int, msg string, closeAfter bool) error {
 	w.WriteString("\r\n")
 	w.WriteString(msg)
 	w.WriteString("\n")
-	return w.Flush()
 }
 
 func (cc *clientConn) interrupt() { cc.c.SetReadDeadline(time.Now()) }

@@ -48,6 +48,9 @@ func (p *Proxy) Drain(deadline time.Duration) DrainStatus {
 			cc.c.SetReadDeadline(now) // idle: wake it so it closes
 		}
 	}
+	for _, l := range p.loops {
+		l.wake() // it closes its idle connections
+	}
 	done := make(chan struct{})
 	p.drainDone = done
 	p.mu.Unlock()
@@ -76,6 +79,11 @@ func (p *Proxy) Drain(deadline time.Duration) DrainStatus {
 				for cc := range p.conns {
 					cc.cut()
 				}
+				for _, l := range p.loops {
+					n += int(l.open.Load())
+					l.cut.Store(true)
+					l.wake()
+				}
 				p.mu.Unlock()
 				p.log.Warn("drain deadline reached; closed the connections left", "connections", n)
 				for end := time.Now().Add(time.Second); p.openConns() > 0 && time.Now().Before(end); {
@@ -94,14 +102,24 @@ func (p *Proxy) Drain(deadline time.Duration) DrainStatus {
 func (p *Proxy) openConns() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.conns)
+	return p.connCount()
+}
+
+// connCount is the client connections open in both engines. Called with
+// p.mu held.
+func (p *Proxy) connCount() int {
+	n := len(p.conns)
+	for _, l := range p.loops {
+		n += int(l.open.Load())
+	}
+	return n
 }
 
 // DrainStatus reports the current drain, if any.
 func (p *Proxy) DrainStatus() DrainStatus {
 	p.mu.Lock()
 	st := p.drain
-	st.Connections = len(p.conns)
+	st.Connections = p.connCount()
 	done := p.drainDone
 	p.mu.Unlock()
 	st.InFlight = p.inflight.Load()
@@ -126,6 +144,9 @@ func (p *Proxy) Undrain(ctx context.Context) error {
 		return errors.New("edge proxy stopped")
 	}
 	p.draining.Store(false)
+	for _, l := range p.loops {
+		l.cut.Store(false)
+	}
 	p.m.draining.Set(0)
 	p.drain = DrainStatus{}
 	var errs []error

@@ -95,6 +95,39 @@ func readHead(r *bufio.Reader, h *head) (int, error) {
 	}
 }
 
+// cutHead is readHead over bytes already read: it copies the message head
+// at the start of b (after the empty lines a request may start with) into
+// h.buf and returns how many bytes of b it took, or 0 when b holds no whole
+// head yet.
+func cutHead(b []byte, h *head) (int, error) {
+	h.reset()
+	start := 0
+	for start < len(b) && (b[start] == '\n' || (b[start] == '\r' && start+1 < len(b) && b[start+1] == '\n')) {
+		if b[start] == '\r' {
+			start++
+		}
+		start++
+	}
+	for i := start; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			if len(b) > maxHeadBytes {
+				return 0, errHeadTooLarge
+			}
+			return 0, nil
+		}
+		line := b[i : i+j+1]
+		i += j + 1
+		if i > maxHeadBytes {
+			return 0, errHeadTooLarge
+		}
+		if len(line) == 1 || (len(line) == 2 && line[0] == '\r') {
+			h.buf = append(h.buf, b[start:i]...)
+			return i, nil
+		}
+	}
+}
+
 // lines splits the head's buffer: the first line and then each field line,
 // without their line ends.
 func nextLine(b []byte) (line, rest []byte) {

@@ -94,3 +94,26 @@ func FuzzParseResponse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCutHead checks the event loop's head reader against readHead: on
+// any bytes they take the same head, or both want more.
+func FuzzCutHead(f *testing.F) {
+	for _, s := range requestSeeds {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte("\r\n\r"))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want, got := &head{}, &head{}
+		wn, werr := readHead(bufio.NewReaderSize(bytes.NewReader(data), len(data)+16), want)
+		gn, gerr := cutHead(data, got)
+		switch {
+		case werr == nil:
+			if gerr != nil || gn != wn || !bytes.Equal(got.buf, want.buf) {
+				t.Fatalf("cutHead = %d, %v, %q; readHead = %d, %q", gn, gerr, got.buf, wn, want.buf)
+			}
+		case gerr == nil && gn > 0:
+			t.Fatalf("cutHead took %d bytes (%q) that readHead refused: %v", gn, got.buf, werr)
+		}
+	})
+}

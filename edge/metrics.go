@@ -28,12 +28,13 @@ type metrics struct {
 	malformed   prometheus.Counter
 	unknownHost prometheus.Counter
 	panics      prometheus.Counter
+	handovers   [2]prometheus.Counter // by handover kind: request, response
 	bindErrors  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, inflight func() float64) *metrics {
 	f := promauto.With(reg)
-	return &metrics{
+	m := &metrics{
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "sdnoc_edge_requests_total", Help: "Requests served, by site and status class.",
 		}, []string{"site", "class"}),
@@ -94,6 +95,12 @@ func newMetrics(reg prometheus.Registerer, inflight func() float64) *metrics {
 			Name: "sdnoc_edge_listen_errors_total", Help: "Dedicated site addresses that could not be bound on a configuration change.",
 		}),
 	}
+	ho := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "sdnoc_edge_loop_handovers_total",
+		Help: "Client connections the event loop handed to the goroutine engine: at a request it does not relay (body, upgrade, unknown host, malformed) or at a response (chunked, until close, 1xx).",
+	}, []string{"at"})
+	m.handovers = [2]prometheus.Counter{ho.WithLabelValues("request"), ho.WithLabelValues("response")}
+	return m
 }
 
 // siteMetrics are one site's children.

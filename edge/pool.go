@@ -3,6 +3,7 @@ package edge
 import (
 	"bufio"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -39,6 +40,7 @@ type originPool struct {
 	mu     sync.Mutex
 	idle   []*upConn // last in, first out: busy ones stay warm, spare ones age out
 	closed bool
+	gone   atomic.Bool // closed, for the event loops' idle connections
 
 	healthy  atomic.Bool
 	inflight atomic.Int64
@@ -89,6 +91,7 @@ func (p *originPool) close() {
 		return
 	}
 	p.closed = true
+	p.gone.Store(true)
 	idle := p.idle
 	p.idle = nil
 	p.mu.Unlock()
@@ -165,11 +168,17 @@ func (p *originPool) dial(ctx context.Context) (*upConn, error) {
 		return nil, err
 	}
 	p.m.dials.Inc()
-	uc := &upConn{c: c, r: bufio.NewReaderSize(c, 8<<10), w: bufio.NewWriterSize(c, 8<<10)}
+	return newUpConn(c, c), nil
+}
+
+// newUpConn wraps an origin connection; r is where its bytes are read
+// (c itself, or c after bytes already read).
+func newUpConn(c net.Conn, r io.Reader) *upConn {
+	uc := &upConn{c: c, r: bufio.NewReaderSize(r, 8<<10), w: bufio.NewWriterSize(c, 8<<10)}
 	if sc, ok := c.(syscall.Conn); ok {
 		uc.raw, _ = sc.SyscallConn()
 	}
-	return uc, nil
+	return uc
 }
 
 // recentlyUsed is how long after its last request an idle connection is
@@ -181,12 +190,22 @@ const recentlyUsed = 20 * time.Millisecond
 // says the request can be sent again if the connection fails before any
 // response byte.
 func (p *originPool) get(ctx context.Context, fresh, retryable bool) (*upConn, error) {
-	for !fresh {
+	if !fresh {
+		if c := p.takeIdle(retryable); c != nil {
+			return c, nil
+		}
+	}
+	return p.dial(ctx)
+}
+
+// takeIdle returns an idle connection that is still alive, or nil.
+func (p *originPool) takeIdle(retryable bool) *upConn {
+	for {
 		p.mu.Lock()
 		n := len(p.idle)
 		if n == 0 {
 			p.mu.Unlock()
-			break
+			return nil
 		}
 		c := p.idle[n-1]
 		p.idle = p.idle[:n-1]
@@ -203,9 +222,8 @@ func (p *originPool) get(ctx context.Context, fresh, retryable bool) (*upConn, e
 			p.m.stale.WithLabelValues("liveness").Inc()
 			continue
 		}
-		return c, nil
+		return c
 	}
-	return p.dial(ctx)
 }
 
 // put returns a connection that finished a request cleanly.
@@ -242,10 +260,15 @@ func (c *upConn) alive() bool {
 }
 
 func (c *upConn) peek(fd uintptr) bool {
+	c.peekOK = peekEmpty(fd, &c.peekBuf)
+	return true
+}
+
+// peekEmpty tells whether a socket has nothing to read and is not closed.
+func peekEmpty(fd uintptr, buf *[1]byte) bool {
 	// recvfrom without an address buffer: x/sys's Recvfrom would allocate
 	// one on every check.
-	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), 1,
+	_, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), 1,
 		unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
-	c.peekOK = errno == unix.EAGAIN
-	return true
+	return errno == unix.EAGAIN
 }

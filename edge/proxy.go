@@ -5,9 +5,11 @@
 // bad configuration and failing security modules (seed 001). sdnoc drains
 // it when it shifts traffic away from a PoP.
 //
-// Plain HTTP/1.1 goes through the package's own engine (conn.go, relay.go),
-// TLS with HTTP/2 or HTTP/1.1 through net/http (tls.go); both share the
-// origin pools and the relay.
+// Plain HTTP/1.1 goes through the package's own engines: event loops on
+// Linux (loop_linux.go) for the common exchanges, and a goroutine a
+// connection (conn.go, relay.go) for the rest and elsewhere. TLS with
+// HTTP/2 or HTTP/1.1 goes through net/http (tls.go). All share the origin
+// pools; the goroutine engine and net/http share the relay.
 package edge
 
 import (
@@ -17,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -46,7 +49,16 @@ type Config struct {
 	DrainDeadline time.Duration
 	// Guard is the fail-open policy of request inspection.
 	Guard inspect.GuardConfig
+	// Engine serves plain HTTP/1.1: "loop" (event loops, one a core, the
+	// default on Linux) or "goroutines" (a goroutine a connection).
+	Engine string
 }
+
+// Engines.
+const (
+	EngineLoop       = "loop"
+	EngineGoroutines = "goroutines"
+)
 
 // DefaultConfig is a proxy on the loopback addresses.
 func DefaultConfig() Config {
@@ -56,7 +68,15 @@ func DefaultConfig() Config {
 		ClientIdle:    60 * time.Second,
 		DrainDeadline: 30 * time.Second,
 		Guard:         inspect.DefaultGuardConfig(),
+		Engine:        defaultEngine(),
 	}
+}
+
+func defaultEngine() string {
+	if loopEngine {
+		return EngineLoop
+	}
+	return EngineGoroutines
 }
 
 // Validate reports every bad field with its fix.
@@ -78,6 +98,12 @@ func (c Config) Validate() error {
 	}
 	if c.DrainDeadline <= 0 {
 		errs = append(errs, fmt.Errorf("drain_deadline: %v must be above zero; e.g. 30s", c.DrainDeadline))
+	}
+	switch {
+	case c.Engine == EngineLoop && !loopEngine:
+		errs = append(errs, fmt.Errorf("engine: %q needs Linux (epoll); use %q", c.Engine, EngineGoroutines))
+	case c.Engine != "" && c.Engine != EngineLoop && c.Engine != EngineGoroutines:
+		errs = append(errs, fmt.Errorf("engine: %q is not an engine; use %q or %q", c.Engine, EngineLoop, EngineGoroutines))
 	}
 	if err := c.Guard.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("guard: %w", err))
@@ -118,6 +144,7 @@ type Proxy struct {
 	dedicated map[string]string // address -> site, as configured
 	conns     map[*clientConn]struct{}
 	pools     map[poolKey]*originPool
+	loops     []*loop // the plain listeners' event loops; none with the goroutine engine
 	admin     *http.Server
 	adminAddr net.Addr
 	drain     DrainStatus
@@ -186,9 +213,21 @@ func (p *Proxy) Start(ctx context.Context) error {
 		p.listeners = append(p.listeners, &listener{addr: addr, site: s.cfg.Name, tls: s.cfg.TLS != nil})
 	}
 	p.dedicated = t.dedicated
+	if p.cfg.Engine == EngineLoop || (p.cfg.Engine == "" && loopEngine) {
+		for range runtime.GOMAXPROCS(0) {
+			l, err := newLoop(p)
+			if err != nil {
+				p.stopLoops()
+				return fmt.Errorf("edge event loop: %w", err)
+			}
+			p.loops = append(p.loops, l)
+			p.wg.Go(l.run)
+		}
+	}
 	for _, l := range p.listeners {
 		if err := p.bind(ctx, l); err != nil {
 			p.closeListeners()
+			p.stopLoops()
 			return err
 		}
 	}
@@ -196,6 +235,7 @@ func (p *Proxy) Start(ctx context.Context) error {
 		ln, err := new(net.ListenConfig).Listen(ctx, "tcp", p.cfg.Admin)
 		if err != nil {
 			p.closeListeners()
+			p.stopLoops()
 			return fmt.Errorf("edge admin: listen %s: %w", p.cfg.Admin, err)
 		}
 		p.adminAddr = ln.Addr()
@@ -230,6 +270,13 @@ func (p *Proxy) bind(ctx context.Context, l *listener) error {
 }
 
 func (p *Proxy) accept(l *listener) {
+	if len(p.loops) > 0 {
+		err := p.acceptLoop(l)
+		if err == nil {
+			return
+		}
+		p.log.Warn("event loop cannot accept; serving with goroutines", "addr", l.addr, "err", err)
+	}
 	backoff := 5 * time.Millisecond
 	for {
 		c, err := l.ln.Accept()
@@ -244,11 +291,23 @@ func (p *Proxy) accept(l *listener) {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		var pinned *site
-		if l.site != "" {
-			pinned = p.table.Load().byName[l.site]
-		}
-		p.wg.Go(func() { p.serveConn(c, pinned, "http") })
+		p.wg.Go(func() { p.serveConn(c, p.pinned(l), "http") })
+	}
+}
+
+// pinned is the site a dedicated listener serves; nil for the shared ones.
+func (p *Proxy) pinned(l *listener) *site {
+	if l.site == "" {
+		return nil
+	}
+	return p.table.Load().byName[l.site]
+}
+
+// stopLoops ends the event loops; they close what they hold.
+func (p *Proxy) stopLoops() {
+	for _, l := range p.loops {
+		l.stop.Store(true)
+		l.wake()
 	}
 }
 
@@ -332,6 +391,7 @@ func (p *Proxy) Stop(ctx context.Context) error {
 	pools := p.pools
 	p.pools = map[poolKey]*originPool{}
 	p.mu.Unlock()
+	p.stopLoops()
 	for _, op := range pools {
 		op.close()
 	}

@@ -49,6 +49,13 @@ func testLogger(t testing.TB) *slog.Logger {
 // startProxy starts a proxy on loopback serving ss, stopped at cleanup.
 func startProxy(t testing.TB, cfg Config, ss ...*sites.Site) *Proxy {
 	t.Helper()
+	return startPrepared(t, cfg, nil, ss...)
+}
+
+// startPrepared is startProxy with prepare run on the proxy before it
+// starts.
+func startPrepared(t testing.TB, cfg Config, prepare func(*Proxy), ss ...*sites.Site) *Proxy {
+	t.Helper()
 	if cfg.Listen == "" && cfg.ListenTLS == "" {
 		cfg.Listen = "127.0.0.1:0"
 	}
@@ -70,6 +77,9 @@ func startProxy(t testing.TB, cfg Config, ss ...*sites.Site) *Proxy {
 		t.Fatal(err)
 	}
 	p.Apply(&sites.Set{Sites: ss})
+	if prepare != nil {
+		prepare(p)
+	}
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -302,8 +312,7 @@ func TestInspectionFailsOpenPerSite(t *testing.T) {
 	for _, s := range []*sites.Site{a, b} {
 		s.Rules = []sites.Rule{{Name: "no-admin", Path: "^/admin", Action: "block", Status: 403}}
 	}
-	p := startProxy(t, Config{}, a, b)
-	p.table.Load().byName["a"].inspector = panicInspector{}
+	p := startPrepared(t, Config{}, func(p *Proxy) { p.table.Load().byName["a"].inspector = panicInspector{} }, a, b)
 	get := func(host, path string) string {
 		return rawExchange(t, p.Addr(), "GET "+path+" HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n")
 	}

@@ -53,6 +53,10 @@ type exchange struct {
 	closeAfter bool // the client connection must close after this exchange
 	early      bool // the origin answered before the request body was sent
 	upgraded   bool
+
+	// requestSent: the event loop sent the request and hands the
+	// exchange over at its response (loop_linux.go).
+	requestSent bool
 }
 
 // Statuses of responses we make ourselves.
@@ -129,13 +133,15 @@ func (p *Proxy) exchangeOn(x *exchange, op *originPool, uc *upConn, out responde
 			uc.c.Close()
 		}
 	}()
-	writeRequestHead(uc.w, x)
-	if err := uc.w.Flush(); err != nil {
-		if uc.reused && x.body == nil {
-			return true
+	if !x.requestSent {
+		writeRequestHead(uc.w, x)
+		if err := uc.w.Flush(); err != nil {
+			if uc.reused && x.body == nil {
+				return true
+			}
+			p.upstreamError(x, out, "writing the request", err)
+			return false
 		}
-		p.upstreamError(x, out, "writing the request", err)
-		return false
 	}
 
 	// The body goes up in its own goroutine while this one waits for the

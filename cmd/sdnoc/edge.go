@@ -30,6 +30,7 @@ type edgeFlags struct {
 	listen, listenTLS, admin string
 	accessLog                bool
 	drainDeadline            time.Duration
+	engine                   string
 }
 
 func (f *edgeFlags) add(c *cobra.Command) {
@@ -41,12 +42,13 @@ func (f *edgeFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.admin, "admin", def.Admin, "admin address: /healthz, /metrics, /drain, /undrain, /sites, /inspection")
 	c.Flags().BoolVar(&f.accessLog, "access-log", true, "log one line per request (for sites with access_log on) to standard output")
 	c.Flags().DurationVar(&f.drainDeadline, "drain-deadline", def.DrainDeadline, "how long a drain (and a stop) lets requests in flight finish")
+	c.Flags().StringVar(&f.engine, "engine", def.Engine, "plain HTTP/1.1 engine: loop (event loops, one a core; Linux) or goroutines (one a connection)")
 }
 
 // args renders the flags back for the supervised child.
 func (f *edgeFlags) args() []string {
 	return []string{"--sites", f.sites, "--state", f.state, "--listen", f.listen, "--listen-tls", f.listenTLS,
-		"--admin", f.admin, fmt.Sprintf("--access-log=%v", f.accessLog), "--drain-deadline", f.drainDeadline.String()}
+		"--admin", f.admin, fmt.Sprintf("--access-log=%v", f.accessLog), "--drain-deadline", f.drainDeadline.String(), "--engine", f.engine}
 }
 
 func newEdge(lf *logFlags) *cobra.Command {
@@ -88,7 +90,7 @@ func serveEdge(ctx context.Context, f *edgeFlags, asOf time.Time, log *slog.Logg
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg := edge.DefaultConfig()
-	cfg.Listen, cfg.ListenTLS, cfg.Admin, cfg.DrainDeadline = f.listen, f.listenTLS, f.admin, f.drainDeadline
+	cfg.Listen, cfg.ListenTLS, cfg.Admin, cfg.DrainDeadline, cfg.Engine = f.listen, f.listenTLS, f.admin, f.drainDeadline, f.engine
 	deps := edge.Deps{Logger: log, Registerer: reg, Gatherer: reg}
 	if f.accessLog {
 		deps.AccessLog = slog.New(slog.NewJSONHandler(cmd.OutOrStdout(), nil))

@@ -1,0 +1,239 @@
+package edge
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// engines are the plain HTTP/1.1 engines this platform has.
+func engines() []string {
+	if loopEngine {
+		return []string{EngineLoop, EngineGoroutines}
+	}
+	return []string{EngineGoroutines}
+}
+
+// Both engines relay the same things the same way: a keep-alive sequence
+// of GETs, HEAD, 204, a large body to a slow reader (the loop holds the
+// origin back), a chunked response and one without a length (the loop
+// hands those to the goroutine engine mid-exchange), and pipelined
+// requests.
+func TestEnginesRelay(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB
+	origin := originAddr(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/big":
+			w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+			w.Write(big)
+		case "/nocontent":
+			w.WriteHeader(http.StatusNoContent)
+		case "/chunked":
+			for i := range 3 {
+				fmt.Fprintf(w, "part %d;", i)
+				w.(http.Flusher).Flush()
+			}
+		default:
+			w.Header().Set("X-Seen-For", r.Header.Get("X-Forwarded-For"))
+			io.WriteString(w, "path "+r.URL.Path)
+		}
+	}))
+	for _, engine := range engines() {
+		t.Run(engine, func(t *testing.T) {
+			p := startProxy(t, Config{Engine: engine}, testSite("shop", []string{"shop.example"}, origin))
+			c, br := dialProxy(t, p, 20*time.Second)
+			get := func(method, path string) (*http.Response, []byte) {
+				t.Helper()
+				fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: shop.example\r\n\r\n", method, path)
+				resp, err := http.ReadResponse(br, &http.Request{Method: method})
+				if err != nil {
+					t.Fatalf("%s %s: %v", method, path, err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				if err != nil {
+					t.Fatalf("%s %s: body: %v", method, path, err)
+				}
+				return resp, b
+			}
+			for i := range 3 {
+				resp, b := get("GET", fmt.Sprintf("/n%d", i))
+				if resp.StatusCode != 200 || string(b) != fmt.Sprintf("path /n%d", i) || resp.Header.Get("X-Seen-For") != "127.0.0.1" {
+					t.Fatalf("GET /n%d: %d %q for %q", i, resp.StatusCode, b, resp.Header.Get("X-Seen-For"))
+				}
+			}
+			if resp, b := get("HEAD", "/x"); resp.StatusCode != 200 || len(b) != 0 {
+				t.Fatalf("HEAD: %d %q", resp.StatusCode, b)
+			}
+			if resp, _ := get("GET", "/nocontent"); resp.StatusCode != 204 {
+				t.Fatalf("204: got %d", resp.StatusCode)
+			}
+			// The big body, read slowly at first.
+			io.WriteString(c, "GET /big HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+			time.Sleep(300 * time.Millisecond)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := sha256.New()
+			if _, err := io.Copy(h, resp.Body); err != nil || !bytes.Equal(h.Sum(nil), sha(big)) {
+				t.Fatalf("big body: %v, checksum differs", err)
+			}
+			if resp, b := get("GET", "/chunked"); resp.StatusCode != 200 || string(b) != "part 0;part 1;part 2;" {
+				t.Fatalf("chunked: %d %q", resp.StatusCode, b)
+			}
+			if resp, b := get("GET", "/after-chunked"); string(b) != "path /after-chunked" {
+				t.Fatalf("after a handed-over exchange: %d %q", resp.StatusCode, b)
+			}
+			// Two pipelined requests answered in order.
+			io.WriteString(c, "GET /p1 HTTP/1.1\r\nHost: shop.example\r\n\r\nGET /p2 HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+			for _, want := range []string{"path /p1", "path /p2"} {
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				if string(b) != want {
+					t.Fatalf("pipelined: %q, want %q", b, want)
+				}
+			}
+			waitIdle(t, p)
+			if engine == EngineLoop {
+				// The loop relayed all but the chunked response itself.
+				if req, resp := testutil.ToFloat64(p.m.handovers[0]), testutil.ToFloat64(p.m.handovers[1]); req != 0 || resp != 1 {
+					t.Fatalf("loop handovers: %v at a request, %v at a response; want 0 and 1", req, resp)
+				}
+			}
+		})
+	}
+}
+
+// dialProxy opens a client connection to p's plain listener, closed at
+// cleanup, that gives up after timeout.
+func dialProxy(t *testing.T, p *Proxy, timeout time.Duration) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(timeout))
+	return c, bufio.NewReader(c)
+}
+
+func sha(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
+}
+
+// An origin that does not answer within the site's response_header
+// timeout gets a 504 to the client, and the client's connection goes on.
+func TestEnginesResponseHeaderTimeout(t *testing.T) {
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		h := &head{}
+		for {
+			if _, err := readHead(br, h); err != nil {
+				return
+			}
+			if err := parseRequest(h); err == nil && string(h.target) == "/slow" {
+				continue // never answers
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	for _, engine := range engines() {
+		t.Run(engine, func(t *testing.T) {
+			s := testSite("shop", []string{"shop.example"}, origin)
+			s.Timeouts.ResponseHeader = 300 * time.Millisecond
+			p := startProxy(t, Config{Engine: engine}, s)
+			c, br := dialProxy(t, p, 5*time.Second)
+			start := time.Now()
+			io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.ReadAll(resp.Body)
+			took := time.Since(start)
+			if resp.StatusCode != 504 || took < 300*time.Millisecond || took > 2*time.Second {
+				t.Fatalf("got %d after %v; want 504 after 300 ms", resp.StatusCode, took)
+			}
+			io.WriteString(c, "GET /fast HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+			resp, err = http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || string(b) != "ok" {
+				t.Fatalf("after the 504: %d %q", resp.StatusCode, b)
+			}
+		})
+	}
+}
+
+// An origin that closes every connection just after answering, without
+// saying so: whichever way each engine learns it (the loop hears the close
+// while the connection is idle, the goroutine engine peeks or retries), no
+// request fails, and the stale connections are counted.
+func TestEnginesOriginClosesPooled(t *testing.T) {
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		h := &head{}
+		if _, err := readHead(br, h); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		time.Sleep(time.Millisecond)
+	})
+	for _, engine := range engines() {
+		t.Run(engine, func(t *testing.T) {
+			s := testSite("shop", []string{"shop.example"}, origin)
+			s.Pool.Warm = 0
+			p := startProxy(t, Config{Engine: engine}, s)
+			c, br := dialProxy(t, p, 20*time.Second)
+			for i := range 300 {
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != 200 || string(b) != "ok" {
+					t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
+				}
+				if i%3 == 0 {
+					time.Sleep(3 * time.Millisecond) // let some closes arrive first
+				}
+			}
+			stale := testutil.ToFloat64(p.m.stale.WithLabelValues("shop", origin, "liveness")) +
+				testutil.ToFloat64(p.m.stale.WithLabelValues("shop", origin, "reuse_failed"))
+			if stale == 0 {
+				t.Fatal("no stale connection counted, though the origin closed every one")
+			}
+			t.Logf("%v stale connections counted, %v retries", stale, testutil.ToFloat64(p.m.retries.WithLabelValues("shop")))
+		})
+	}
+}
+
+func TestEngineConfig(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Engine = "threads"
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), `engine: "threads" is not an engine`) {
+		t.Fatalf("Validate = %v; want the engine refused with its fix", err)
+	}
+	cfg.Engine = EngineGoroutines
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[bool]string{true: EngineLoop, false: EngineGoroutines}[loopEngine]; DefaultConfig().Engine != want {
+		t.Fatalf("default engine %q, want %q", DefaultConfig().Engine, want)
+	}
+}
