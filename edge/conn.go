@@ -182,9 +182,12 @@ func (cc *clientConn) serveRequest() (closeAfter bool, linger time.Duration) {
 	}
 	hasBody := r.chunked || r.contentLength > 0
 	if s == nil {
+		// The connection stays unless the request has a body we did not
+		// read; either way the response says so.
 		p.m.unknownHost.Inc()
-		cc.fail(http.StatusNotFound, "no site is configured for this host", closeAfter || hasBody)
-		return true, 0
+		closeAfter = closeAfter || hasBody
+		cc.fail(http.StatusNotFound, "no site is configured for this host", closeAfter)
+		return closeAfter, 0
 	}
 	cc.site = s
 	x := &exchange{site: s, req: r, clientIP: cc.clientIP, scheme: cc.scheme, closeAfter: closeAfter || p.draining.Load(), bodyLen: -1}

@@ -93,6 +93,14 @@ func TestEnginesRelay(t *testing.T) {
 			if resp, b := get("GET", "/after-chunked"); string(b) != "path /after-chunked" {
 				t.Fatalf("after a handed-over exchange: %d %q", resp.StatusCode, b)
 			}
+			// An unknown host gets a 404 and the connection stays, as the
+			// response says.
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: nowhere.example\r\n\r\n")
+			if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 404 || resp.Close {
+				t.Fatalf("unknown host: %v %v", resp, err)
+			} else {
+				io.ReadAll(resp.Body)
+			}
 			// Two pipelined requests answered in order.
 			io.WriteString(c, "GET /p1 HTTP/1.1\r\nHost: shop.example\r\n\r\nGET /p2 HTTP/1.1\r\nHost: shop.example\r\n\r\n")
 			for _, want := range []string{"path /p1", "path /p2"} {
@@ -107,7 +115,8 @@ func TestEnginesRelay(t *testing.T) {
 			}
 			waitIdle(t, p)
 			if engine == EngineLoop {
-				// The loop relayed all but the chunked response itself.
+				// The loop relayed all but the chunked response itself; the
+				// engine served what came after on that connection.
 				if req, resp := testutil.ToFloat64(p.m.handovers[0]), testutil.ToFloat64(p.m.handovers[1]); req != 0 || resp != 1 {
 					t.Fatalf("loop handovers: %v at a request, %v at a response; want 0 and 1", req, resp)
 				}
