@@ -104,6 +104,9 @@ func (p *Proxy) serveFrom(c net.Conn, pinned *site, scheme string, first *resume
 			if n > 0 {
 				cc.refuse(err)
 			}
+			// Answers held back for a pipelined request that never came
+			// whole still go out.
+			cc.w.Flush()
 			return
 		}
 		cc.busy.Store(true)

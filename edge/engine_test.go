@@ -4,15 +4,20 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sdnoc/sdnoc/edge/sites"
 )
 
 // engines are the plain HTTP/1.1 engines this platform has.
@@ -245,4 +250,77 @@ func TestEngineConfig(t *testing.T) {
 	if want := map[bool]string{true: EngineLoop, false: EngineGoroutines}[loopEngine]; DefaultConfig().Engine != want {
 		t.Fatalf("default engine %q, want %q", DefaultConfig().Engine, want)
 	}
+}
+
+// FuzzEngines sends the same client bytes through both engines and wants
+// the same answer, byte for byte (but for the origin's Date): the loop
+// must relay exactly what the goroutine engine does, and hand over
+// whatever it does not relay itself.
+func FuzzEngines(f *testing.F) {
+	if !loopEngine {
+		f.Skip("no event loop on this platform")
+	}
+	origin := originAddr(f, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Echo", fmt.Sprintf("%s %s %d %q", r.Method, r.URL.RequestURI(), len(body), r.Header.Get("X-Forwarded-For")))
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/chunk"):
+			// One flush, so that the engine re-chunks it the same way
+			// each time: chunk sizes follow reads, not the content.
+			io.WriteString(w, "part 0;part 1;part 2;")
+			w.(http.Flusher).Flush()
+		case strings.HasPrefix(r.URL.Path, "/big"):
+			w.Header().Set("Content-Length", "5000")
+			w.Write(bytes.Repeat([]byte("b"), 5000))
+		case strings.HasPrefix(r.URL.Path, "/empty"):
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			io.WriteString(w, "ok "+r.URL.Path)
+		}
+	}))
+	site := func() *sites.Site { return testSite("shop", []string{"shop.example"}, origin) }
+	loopP := startProxy(f, Config{Engine: EngineLoop}, site())
+	goP := startProxy(f, Config{Engine: EngineGoroutines}, site())
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+		"GET /a HTTP/1.1\r\nHost: shop.example\r\n\r\nGET /chunk HTTP/1.1\r\nHost: shop.example\r\n\r\nGET /b HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+		"HEAD /big HTTP/1.1\r\nHost: shop.example\r\n\r\nGET /big HTTP/1.1\r\nHost: shop.example\r\n\r\nGET /empty HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+		"POST /up HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 5\r\n\r\nhelloGET /after HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+		"POST /up HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+		"GET / HTTP/1.0\r\nHost: shop.example\r\nConnection: keep-alive\r\n\r\nGET /x HTTP/1.0\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: nowhere.example\r\n\r\nGET /y HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\nGET /z HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+		"GET http://shop.example/abs?q=1 HTTP/1.1\r\nHost: other\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: shop.example\r\nX-Forwarded-For: 192.0.2.7\r\nConnection: X-A\r\nX-A: 1\r\n\r\n",
+		"GET /ws HTTP/1.1\r\nHost: shop.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+		"\r\n\r\nGET /lead HTTP/1.1\r\nHost: shop.example\r\n\r\nGARBAGE\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, b := exchangeAll(t, loopP, data), exchangeAll(t, goP, data)
+		if a != b {
+			t.Fatalf("the engines answer differently to %q\nloop:       %q\ngoroutines: %q", data, a, b)
+		}
+	})
+}
+
+var dateLine = regexp.MustCompile(`(?m)^Date: [^\r\n]*\r\n`)
+
+// exchangeAll writes data on a new connection to p, closes the sending
+// side, and returns all p answers, the origin's Date fields taken out.
+func exchangeAll(t *testing.T, p *Proxy, data []byte) string {
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write(data)
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("reading the answer to %q: %v", data, err)
+	}
+	return dateLine.ReplaceAllString(string(got), "")
 }

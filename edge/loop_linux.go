@@ -100,6 +100,7 @@ type lconn struct {
 	remaining  int64 // response body bytes still to come from the origin
 	closing    bool  // close once out is written
 	eof        bool  // the client will send nothing more
+	hup        bool  // the client closed its side: read to the end
 	rpending   bool  // stopped reading before the socket was empty
 	serving    bool  // in serve: end does not start the next request itself
 	lastActive time.Time
@@ -119,6 +120,7 @@ type lup struct {
 	connecting bool
 	keep       bool // the origin keeps the connection after this response
 	rpending   bool
+	hup        bool // the origin closed its side: read to the end
 	idleSince  time.Time
 }
 
@@ -298,6 +300,9 @@ func (l *loop) clientEvent(c *lconn, ev uint32) {
 			return
 		}
 	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		c.hup = true // read to the end: no event will follow the last bytes
+	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		l.readClient(c)
 	}
@@ -314,7 +319,7 @@ func (l *loop) readClient(c *lconn) {
 		if n > 0 {
 			c.in = append(c.in, l.scratch[:n]...)
 			c.lastActive = l.now
-			if n < len(l.scratch) {
+			if n < len(l.scratch) && !c.hup {
 				break // the socket is empty: the next bytes bring an event
 			}
 			continue
@@ -449,7 +454,7 @@ func (l *loop) respond(c *lconn, status int, msg string) {
 // end finishes the current exchange: metrics, the next request.
 func (l *loop) end(c *lconn) {
 	if u := l.detach(c); u != nil {
-		if u.keep && !u.op.gone.Load() && !l.stop.Load() && len(l.idle[u.op]) < u.op.cfg.MaxIdle {
+		if u.keep && !u.hup && !u.op.gone.Load() && !l.stop.Load() && len(l.idle[u.op]) < u.op.cfg.MaxIdle {
 			u.idleSince = l.now
 			u.reused = true
 			u.rpending = false
@@ -664,6 +669,9 @@ func (l *loop) upEvent(u *lup, ev uint32) {
 			return
 		}
 	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		u.hup = true
+	}
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		l.readUp(u)
 	}
@@ -731,7 +739,7 @@ func (l *loop) readUp(u *lup) {
 		n, err := rawIO(unix.SYS_READ, u.fd, l.scratch)
 		if n > 0 {
 			l.fromOrigin(u, l.scratch[:n])
-			if n < len(l.scratch) {
+			if n < len(l.scratch) && !u.hup {
 				return
 			}
 			continue
