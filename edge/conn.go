@@ -96,6 +96,9 @@ func (p *Proxy) serveFrom(c net.Conn, pinned *site, scheme string, first *resume
 			return
 		}
 		idle = cc.site.cfg.Timeouts.ClientIdle
+		if p.handBack(cc) {
+			return
+		}
 	}
 	for !p.draining.Load() {
 		cc.setReadDeadline(idle)
@@ -123,6 +126,9 @@ func (p *Proxy) serveFrom(c net.Conn, pinned *site, scheme string, first *resume
 		}
 		if cc.site != nil {
 			idle = cc.site.cfg.Timeouts.ClientIdle
+		}
+		if p.handBack(cc) {
+			return
 		}
 	}
 	cc.w.Flush()

@@ -31,7 +31,9 @@ import (
 // the loop does not take is handed over before anything was sent (the
 // engine reads it again from its first byte); a response the loop does not
 // relay (chunked, until close, 1xx, 101) is handed over after its request
-// went out, and the engine resumes the exchange (serveFrom).
+// went out, and the engine resumes the exchange (serveFrom). Once the
+// engine is done with such an exchange, the connection comes back to a
+// loop (handBack).
 
 const (
 	loopRead   = 16 << 10               // one read
@@ -69,9 +71,10 @@ type loop struct {
 }
 
 type accepted struct {
-	fd     int
-	ip     string
-	pinned *site
+	fd      int
+	ip      string
+	pinned  *site
+	pending []byte // read already (a connection handed back)
 }
 
 type fdEntry struct {
@@ -276,7 +279,7 @@ func (l *loop) takeIncoming() {
 	l.incoming = nil
 	l.mu.Unlock()
 	for _, a := range in {
-		c := &lconn{fd: a.fd, ip: a.ip, pinned: a.pinned, lastActive: l.now}
+		c := &lconn{fd: a.fd, ip: a.ip, pinned: a.pinned, in: a.pending, lastActive: l.now}
 		if l.p.draining.Load() || l.stop.Load() {
 			unix.Close(a.fd)
 			continue
@@ -289,6 +292,9 @@ func (l *loop) takeIncoming() {
 		l.clients[c] = struct{}{}
 		l.open.Add(1)
 		l.p.m.conns.Inc()
+		if len(c.in) > 0 {
+			l.serve(c)
+		}
 	}
 }
 
@@ -1045,7 +1051,7 @@ func (l *loop) shutdown() {
 // connection, nothing a request.
 func (p *Proxy) acceptLoop(ln *listener) error {
 	backoff := 5 * time.Millisecond
-	for next := 0; ; next++ {
+	for {
 		c, err := ln.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -1066,8 +1072,38 @@ func (p *Proxy) acceptLoop(ln *listener) error {
 		}
 		ip := remoteIP(c)
 		c.Close()
-		p.loops[next%len(p.loops)].add(accepted{fd: fd, ip: ip, pinned: p.pinned(ln)})
+		p.nextLoop().add(accepted{fd: fd, ip: ip, pinned: p.pinned(ln)})
 	}
+}
+
+func (p *Proxy) nextLoop() *loop {
+	return p.loops[int(p.loopTurn.Add(1))%len(p.loops)]
+}
+
+// handBack returns an idle connection of the goroutine engine to a loop
+// (after an exchange the loop handed over), with the bytes read already;
+// false leaves it where it is.
+func (p *Proxy) handBack(cc *clientConn) bool {
+	if len(p.loops) == 0 || cc.scheme != "http" {
+		return false
+	}
+	raw, rest := cc.c, []byte(nil)
+	if rc, ok := raw.(*replayConn); ok {
+		raw, rest = rc.Conn, rc.pending
+	}
+	if cc.w.Flush() != nil {
+		return false
+	}
+	fd := dupConn(raw)
+	if fd < 0 {
+		return false
+	}
+	buffered, _ := cc.r.Peek(cc.r.Buffered())
+	pending := append(append(make([]byte, 0, len(buffered)+len(rest)), buffered...), rest...)
+	raw.Close() // the loop holds a duplicate: no FIN
+	p.m.handbacks.Inc()
+	p.nextLoop().add(accepted{fd: fd, ip: cc.clientIP, pinned: cc.pinned, pending: pending})
+	return true
 }
 
 // dupConn returns a duplicate of c's descriptor, or -1.

@@ -22,3 +22,5 @@ func (*loop) run()  {}
 func (*loop) wake() {}
 
 func (p *Proxy) acceptLoop(*listener) error { return errors.New("the event loop needs Linux") }
+
+func (p *Proxy) handBack(*clientConn) bool { return false }

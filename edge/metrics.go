@@ -29,6 +29,7 @@ type metrics struct {
 	unknownHost prometheus.Counter
 	panics      prometheus.Counter
 	handovers   [2]prometheus.Counter // by handover kind: request, response
+	handbacks   prometheus.Counter
 	bindErrors  prometheus.Counter
 }
 
@@ -100,6 +101,10 @@ func newMetrics(reg prometheus.Registerer, inflight func() float64) *metrics {
 		Help: "Client connections the event loop handed to the goroutine engine: at a request it does not relay (body, upgrade, unknown host, malformed) or at a response (chunked, until close, 1xx).",
 	}, []string{"at"})
 	m.handovers = [2]prometheus.Counter{ho.WithLabelValues("request"), ho.WithLabelValues("response")}
+	m.handbacks = f.NewCounter(prometheus.CounterOpts{
+		Name: "sdnoc_edge_loop_handbacks_total",
+		Help: "Client connections the goroutine engine returned to an event loop once their handed-over exchange was done.",
+	})
 	return m
 }
 

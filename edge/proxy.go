@@ -145,6 +145,7 @@ type Proxy struct {
 	conns     map[*clientConn]struct{}
 	pools     map[poolKey]*originPool
 	loops     []*loop // the plain listeners' event loops; none with the goroutine engine
+	loopTurn  atomic.Uint32
 	admin     *http.Server
 	adminAddr net.Addr
 	drain     DrainStatus
