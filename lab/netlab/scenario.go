@@ -249,7 +249,11 @@ func sameSet(a, b []netip.Prefix) bool {
 }
 
 // ready waits until every link is healthy in sdnoc's eyes and every ISP
-// holds its configured prefixes.
+// holds its configured prefixes, learnt from this daemon: a route an ISP
+// still keeps stale from the previous scenario's daemon (graceful restart)
+// does not count. A CI run started controller-restart on such routes; when
+// the new session came up, FRR dropped them for a moment and the
+// scenario's watch counted that as a flap.
 func (r *Run) ready(ctx context.Context) error {
 	_, err := waitUntil(ctx, 60*time.Second, "lab ready (every link healthy, every ISP holding its prefixes)", func() (bool, string) {
 		st, err := r.Daemon.Status(ctx)
@@ -264,9 +268,38 @@ func (r *Run) ready(ctx context.Context) error {
 		if m := r.mismatches(ctx, r.configuredAll()); len(m) > 0 {
 			return false, m[0]
 		}
+		if s := r.stale(ctx); s != "" {
+			return false, s
+		}
 		return true, ""
 	})
 	return err
+}
+
+// stale names a route some ISP keeps from sdnoc only for graceful restart,
+// or returns "".
+func (r *Run) stale(ctx context.Context) string {
+	tables := map[string]map[netip.Prefix][]frr.Path{}
+	for _, pop := range r.Lab.Plan.PoPs {
+		for _, lk := range pop.Links {
+			tab, read := tables[lk.ISP]
+			if !read {
+				var err error
+				if tab, err = r.isp(lk.ISP).Table(ctx); err != nil {
+					return err.Error()
+				}
+				tables[lk.ISP] = tab
+			}
+			for p, paths := range tab {
+				for _, path := range paths {
+					if path.Peer == lk.Local.Addr() && path.Stale {
+						return fmt.Sprintf("%s: %s is kept stale (graceful restart), not yet refreshed by this daemon", lk.ID, p)
+					}
+				}
+			}
+		}
+	}
+	return ""
 }
 
 // traffic sends UDP at bps from the internet to dst for the rest of the
