@@ -75,12 +75,11 @@ func (p *Proxy) Drain(deadline time.Duration) DrainStatus {
 			select {
 			case <-ctx.Done():
 				p.mu.Lock()
-				n := len(p.conns)
+				n := p.connCount()
 				for cc := range p.conns {
 					cc.cut()
 				}
 				for _, l := range p.loops {
-					n += int(l.open.Load())
 					l.cut.Store(true)
 					l.wake()
 				}

@@ -4,7 +4,6 @@ package edge
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -548,19 +547,11 @@ func (l *loop) upstream(op *originPool, fresh, retryable bool) (*lup, error) {
 		u := st[len(st)-1]
 		l.idle[op] = st[:len(st)-1]
 		op.m.idle.Dec()
-		idle := l.now.Sub(u.idleSince)
-		switch {
-		case op.gone.Load():
+		if op.gone.Load() || !op.reusable(l.now.Sub(u.idleSince), retryable, u.alive) {
 			l.closeUp(u)
-		case idle >= op.cfg.IdleTimeout:
-			op.m.expired.Inc()
-			l.closeUp(u)
-		case op.cfg.LivenessCheck && (!retryable || idle >= recentlyUsed) && !u.alive():
-			op.m.stale.WithLabelValues("liveness").Inc()
-			l.closeUp(u)
-		default:
-			return u, nil
+			continue
 		}
+		return u, nil
 	}
 	if !fresh {
 		if uc := op.takeIdle(retryable); uc != nil {
@@ -783,14 +774,21 @@ func (l *loop) upFailed(u *lup, what string, err error) {
 		if u.reused && len(u.in) == 0 {
 			u.op.m.stale.WithLabelValues("reuse_failed").Inc()
 		}
-		l.p.log.Warn("origin failed", "site", s.cfg.Name, "origin", u.op.addr, "while", what, "err", err)
-		s.m.originErrors.Inc()
-		l.dropUp(c)
-		l.respond(c, statusBadGateway, "origin failed")
+		l.originFailed(c, what, err)
 		return
 	}
 	l.p.log.Warn("origin response cut short", "site", s.cfg.Name, "origin", u.op.addr, "err", err)
 	l.closeClient(c)
+}
+
+// originFailed answers 502 for an origin that failed before any byte of
+// its response reached the client, as the goroutine engine's
+// upstreamError does.
+func (l *loop) originFailed(c *lconn, what string, err error) {
+	l.p.log.Warn("origin failed", "site", c.site.cfg.Name, "origin", c.x.origin, "while", what, "err", err)
+	c.site.m.originErrors.Inc()
+	l.dropUp(c)
+	l.respond(c, statusBadGateway, "origin failed")
 }
 
 // fromOrigin takes bytes of the response.
@@ -806,10 +804,7 @@ func (l *loop) fromOrigin(u *lup, b []byte) {
 		err = parseResponse(&u.resp)
 	}
 	if err != nil {
-		l.p.log.Warn("origin failed", "site", c.site.cfg.Name, "origin", u.op.addr, "while", "reading the response head", "err", err)
-		c.site.m.originErrors.Inc()
-		l.dropUp(c)
-		l.respond(c, statusBadGateway, "origin failed")
+		l.originFailed(c, "reading the response head", err)
 		return
 	}
 	if n == 0 {
@@ -1045,35 +1040,20 @@ func (l *loop) shutdown() {
 	unix.Close(l.epfd)
 }
 
-// acceptLoop accepts on a plain listener and deals the connections to the
-// loops. Go's listener waits for them (a listener's RawConn cannot), and
-// each loop takes a duplicate of the descriptor: a few system calls a
-// connection, nothing a request.
-func (p *Proxy) acceptLoop(ln *listener) error {
-	backoff := 5 * time.Millisecond
-	for {
-		c, err := ln.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			// Out of file descriptors and the like: wait, do not spin.
-			p.log.Warn("accept failed", "addr", ln.addr, "err", err)
-			time.Sleep(backoff)
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 5 * time.Millisecond
-		fd := dupConn(c)
-		if fd < 0 {
-			p.log.Warn("event loop cannot take a connection; serving it with a goroutine", "addr", ln.addr)
-			p.wg.Go(func() { p.serveConn(c, p.pinned(ln), "http") })
-			continue
-		}
-		ip := remoteIP(c)
-		c.Close()
-		p.nextLoop().add(accepted{fd: fd, ip: ip, pinned: p.pinned(ln)})
+// toLoop deals an accepted connection to a loop, which takes a duplicate
+// of its descriptor (a listener's RawConn cannot accept: Go's listener
+// waits for the connection, a few system calls a connection, nothing a
+// request); false leaves it to the goroutine engine.
+func (p *Proxy) toLoop(c net.Conn, ln *listener) bool {
+	fd := dupConn(c)
+	if fd < 0 {
+		p.log.Warn("event loop cannot take a connection; serving it with a goroutine", "addr", ln.addr)
+		return false
 	}
+	ip := remoteIP(c)
+	c.Close()
+	p.nextLoop().add(accepted{fd: fd, ip: ip, pinned: p.pinned(ln)})
+	return true
 }
 
 func (p *Proxy) nextLoop() *loop {

@@ -4,6 +4,7 @@ package edge
 
 import (
 	"errors"
+	"net"
 	"sync/atomic"
 )
 
@@ -21,6 +22,6 @@ func newLoop(*Proxy) (*loop, error) { return nil, errors.New("the event loop nee
 func (*loop) run()  {}
 func (*loop) wake() {}
 
-func (p *Proxy) acceptLoop(*listener) error { return errors.New("the event loop needs Linux") }
+func (p *Proxy) toLoop(net.Conn, *listener) bool { return false }
 
 func (p *Proxy) handBack(*clientConn) bool { return false }

@@ -211,19 +211,28 @@ func (p *originPool) takeIdle(retryable bool) *upConn {
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
 		p.m.idle.Dec()
-		idle := time.Since(c.idleSince)
-		if idle >= p.cfg.IdleTimeout {
+		if !p.reusable(time.Since(c.idleSince), retryable, c.alive) {
 			c.c.Close()
-			p.m.expired.Inc()
-			continue
-		}
-		if p.cfg.LivenessCheck && (!retryable || idle >= recentlyUsed) && !c.alive() {
-			c.c.Close()
-			p.m.stale.WithLabelValues("liveness").Inc()
 			continue
 		}
 		return c
 	}
+}
+
+// reusable decides whether a connection idle for idle may carry a request
+// (counting the ones it may not): under the idle timeout, and alive when
+// checked. A request that may be retried skips the check on a connection
+// that was busy a moment ago.
+func (p *originPool) reusable(idle time.Duration, retryable bool, alive func() bool) bool {
+	if idle >= p.cfg.IdleTimeout {
+		p.m.expired.Inc()
+		return false
+	}
+	if p.cfg.LivenessCheck && (!retryable || idle >= recentlyUsed) && !alive() {
+		p.m.stale.WithLabelValues("liveness").Inc()
+		return false
+	}
+	return true
 }
 
 // put returns a connection that finished a request cleanly.

@@ -271,13 +271,6 @@ func (p *Proxy) bind(ctx context.Context, l *listener) error {
 }
 
 func (p *Proxy) accept(l *listener) {
-	if len(p.loops) > 0 {
-		err := p.acceptLoop(l)
-		if err == nil {
-			return
-		}
-		p.log.Warn("event loop cannot accept; serving with goroutines", "addr", l.addr, "err", err)
-	}
 	backoff := 5 * time.Millisecond
 	for {
 		c, err := l.ln.Accept()
@@ -292,6 +285,9 @@ func (p *Proxy) accept(l *listener) {
 			continue
 		}
 		backoff = 5 * time.Millisecond
+		if len(p.loops) > 0 && p.toLoop(c, l) {
+			continue
+		}
 		p.wg.Go(func() { p.serveConn(c, p.pinned(l), "http") })
 	}
 }
