@@ -326,3 +326,28 @@ func exchangeAll(t *testing.T, p *Proxy, data []byte) string {
 	}
 	return dateLine.ReplaceAllString(string(got), "")
 }
+
+// A chunked body that breaks off while the origin waits for the rest is
+// answered 400 at once, not after the response-header timeout (FuzzEngines
+// found both engines waiting there).
+func TestEnginesBrokenChunkedBody(t *testing.T) {
+	origin := originAddr(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		io.WriteString(w, "read it")
+	}))
+	for _, engine := range engines() {
+		t.Run(engine, func(t *testing.T) {
+			p := startProxy(t, Config{Engine: engine}, testSite("shop", []string{"shop.example"}, origin))
+			c, br := dialProxy(t, p, 5*time.Second)
+			start := time.Now()
+			io.WriteString(c, "POST /up HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != 400 || !resp.Close || time.Since(start) > 2*time.Second {
+				t.Fatalf("got %d (close %v) after %v; want 400 and close at once", resp.StatusCode, resp.Close, time.Since(start))
+			}
+		})
+	}
+}

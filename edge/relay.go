@@ -61,6 +61,7 @@ type exchange struct {
 
 // Statuses of responses we make ourselves.
 const (
+	statusBadRequest     = 400
 	statusBadGateway     = 502
 	statusGatewayTimeout = 504
 )
@@ -170,7 +171,16 @@ func (p *Proxy) exchangeOn(x *exchange, op *originPool, uc *upConn, out responde
 			if n == 0 && uc.reused && bw == nil && !isTimeout(err) {
 				return true
 			}
+			// Settled before stop: stop's own interrupt is not the
+			// client's fault.
+			clientFailed := isTimeout(err) && bw.headIn()
 			stop()
+			if clientFailed {
+				x.status = statusBadRequest
+				x.closeAfter = true
+				out.fail(statusBadRequest, "the request body broke off", true)
+				return false
+			}
 			if isTimeout(err) {
 				x.status = statusGatewayTimeout
 				p.log.Warn("origin response timeout", "site", x.site.cfg.Name, "origin", op.addr, "timeout", timeout)
@@ -198,6 +208,7 @@ func (p *Proxy) exchangeOn(x *exchange, op *originPool, uc *upConn, out responde
 			return false
 		}
 	}
+	bw.headIn()
 	uc.c.SetReadDeadline(time.Time{})
 
 	if resp.status == 101 {
@@ -401,6 +412,14 @@ type bodyWriter struct {
 	err        error
 	clientDone bool // the client's body was read to its end
 	once       sync.Once
+
+	// A client body that breaks off (malformed chunks, cut short) while
+	// the origin has not answered yet would leave the origin waiting for
+	// the rest and us waiting for its answer: the writer then cuts our
+	// wait for the response head, and the client gets a 400.
+	mu         sync.Mutex
+	headRead   bool // the response head is in: no more cutting
+	clientFail bool
 }
 
 func startBodyWriter(uc *upConn, body io.Reader, length int64) *bodyWriter {
@@ -411,8 +430,29 @@ func startBodyWriter(uc *upConn, body io.Reader, length int64) *bodyWriter {
 		if bw.err == nil {
 			bw.err = uc.w.Flush()
 		}
+		var we errWrite
+		if bw.err != nil && !errors.As(bw.err, &we) {
+			bw.mu.Lock()
+			if !bw.headRead {
+				bw.clientFail = true
+				uc.c.SetReadDeadline(time.Now())
+			}
+			bw.mu.Unlock()
+		}
 	}()
 	return bw
+}
+
+// headIn ends the cutting: the response head arrived. It reports whether
+// the wait for it was cut because the client's body broke off.
+func (bw *bodyWriter) headIn() (clientFailed bool) {
+	if bw == nil {
+		return false
+	}
+	bw.mu.Lock()
+	defer bw.mu.Unlock()
+	bw.headRead = true
+	return bw.clientFail
 }
 
 func (bw *bodyWriter) finished() bool {
