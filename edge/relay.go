@@ -145,6 +145,11 @@ func (p *Proxy) exchangeOn(x *exchange, op *originPool, uc *upConn, out responde
 		}
 	}
 
+	// Set before the body writer starts: a body that breaks off at once
+	// cuts this deadline, and must not find it set again afterwards.
+	timeout := x.site.cfg.Timeouts.ResponseHeader
+	uc.c.SetReadDeadline(time.Now().Add(timeout))
+
 	// The body goes up in its own goroutine while this one waits for the
 	// response, so that an origin answering before it has read the whole
 	// body (seed 000) is heard at once.
@@ -158,8 +163,6 @@ func (p *Proxy) exchangeOn(x *exchange, op *originPool, uc *upConn, out responde
 		}
 	}
 
-	timeout := x.site.cfg.Timeouts.ResponseHeader
-	uc.c.SetReadDeadline(time.Now().Add(timeout))
 	resp := getHead()
 	defer putHead(resp)
 	for {
