@@ -351,3 +351,28 @@ func TestEnginesBrokenChunkedBody(t *testing.T) {
 		})
 	}
 }
+
+// An HTTP/1.0 client that asked to keep the connection gets a response
+// without a length (the origin chunked it) ended by our close: it cannot
+// tell the end any other way.
+func TestEnginesHTTP10UnframedResponse(t *testing.T) {
+	origin := originAddr(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "part;")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "part;")
+	}))
+	for _, engine := range engines() {
+		t.Run(engine, func(t *testing.T) {
+			p := startProxy(t, Config{Engine: engine}, testSite("shop", []string{"shop.example"}, origin))
+			c, _ := dialProxy(t, p, 5*time.Second)
+			io.WriteString(c, "GET / HTTP/1.0\r\nHost: shop.example\r\nConnection: keep-alive\r\n\r\n")
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatalf("the proxy did not close after an unframed response: %v (got %q)", err, got)
+			}
+			if !strings.HasSuffix(string(got), "\r\n\r\npart;part;") || !strings.Contains(string(got), "Connection: close\r\n") {
+				t.Fatalf("got %q", got)
+			}
+		})
+	}
+}
