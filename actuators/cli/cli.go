@@ -243,11 +243,15 @@ func (s *session) running(phase string) ([]*Node, string, error) {
 	if r.Failed != nil {
 		return nil, "", fmt.Errorf("router %s: show running-config: %w", s.r.Name, r.Failed)
 	}
-	ns, err := ParseConfig(r.Result)
+	text, err := CleanCapture(r.Result, "show running-config")
+	if err != nil {
+		return nil, "", fmt.Errorf("router %s: show running-config: %w", s.r.Name, err)
+	}
+	ns, err := ParseConfig(text)
 	if err != nil {
 		return nil, "", fmt.Errorf("router %s: running-config: %w", s.r.Name, err)
 	}
-	return ns, r.Result, nil
+	return ns, text, nil
 }
 
 // configure enters cmds in configuration mode, stopping at the first

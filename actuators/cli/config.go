@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -17,6 +18,34 @@ type Node struct {
 // maxConfigLines bounds what ParseConfig reads: a border router's
 // configuration is thousands of lines, not millions.
 const maxConfigLines = 200_000
+
+// promptLine is a line that starts with the CLI's prompt ("vm# ",
+// "vm(config-router)# "). No configuration line does.
+var promptLine = regexp.MustCompile(`^[\w.\-]+(\([\w.\-]+\))?#`)
+
+// CleanCapture returns the output of cmd without the CLI's echo of it.
+// vtysh repeats a command typed before its line editor is ready, prompt
+// included ("vm# show running-config"), after scrapligo has already
+// matched the first echo; that line is dropped, as is a bare echo. Any other line that
+// starts with a prompt means the capture holds more than the command's
+// output, and it is refused: an undo computed from it would be wrong.
+func CleanCapture(text, cmd string) (string, error) {
+	var b strings.Builder
+	for line := range strings.Lines(text) {
+		t := strings.TrimRight(line, "\r\n \t")
+		if t == cmd {
+			continue // the terminal's own echo of it, without the prompt
+		}
+		if loc := promptLine.FindStringIndex(t); loc != nil {
+			if rest := strings.TrimSpace(t[loc[1]:]); rest == cmd || rest == "" {
+				continue // the echo, or a bare prompt
+			}
+			return "", fmt.Errorf("the output holds a prompt line %q besides the command's output; the session is out of step", t)
+		}
+		b.WriteString(line)
+	}
+	return b.String(), nil
+}
 
 // ParseConfig reads an FRR (or IOS-like) running configuration into a
 // tree by indentation. The banner vtysh prints before the configuration,

@@ -140,3 +140,28 @@ func TestParseFile(t *testing.T) {
 		}
 	}
 }
+
+// CI saw vtysh repeat a command typed before its line editor was ready,
+// prompt included, inside the captured output; the capture's lines then
+// became undo commands.
+func TestCleanCapture(t *testing.T) {
+	conf, err := os.ReadFile("testdata/isp2.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const cmd = "show running-config"
+	for _, echo := range []string{"vm# show running-config\r\n", "show running-config\n", "vm# show running-config \n", "vm#\n"} {
+		got, err := CleanCapture(echo+string(conf), cmd)
+		if err != nil || got != string(conf) {
+			t.Fatalf("with the echo %q: err %v, the capture changed beyond the echo: %v", echo, err, got != string(conf))
+		}
+	}
+	if got, err := CleanCapture(string(conf), cmd); err != nil || got != string(conf) {
+		t.Fatalf("a clean capture changed: err %v", err)
+	}
+	for _, bad := range []string{"vm(config-router)# timers bgp 5 15\n", "vm# show version\n", "vm(config)# end\n"} {
+		if _, err := CleanCapture(string(conf)+bad, cmd); err == nil || !strings.Contains(err.Error(), "out of step") {
+			t.Fatalf("a capture with %q was taken: %v", bad, err)
+		}
+	}
+}

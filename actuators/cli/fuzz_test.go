@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -40,6 +41,33 @@ func FuzzParseFile(f *testing.F) {
 		if err == nil {
 			if verr := cfg.Validate(); verr != nil {
 				t.Fatalf("accepted an invalid config: %v", verr)
+			}
+		}
+	})
+}
+
+// FuzzCleanCapture: a router's output is outside input. What CleanCapture
+// keeps is the input's lines in order, without the command's echo and
+// without any prompt line.
+func FuzzCleanCapture(f *testing.F) {
+	f.Add("vm# show running-config\r\nfrr version 8.4.4\n!\nrouter bgp 1\n")
+	f.Add("show running-config\nhostname vm\nvm(config)# x\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		const cmd = "show running-config"
+		got, err := CleanCapture(text, cmd)
+		if err != nil {
+			return
+		}
+		in := slices.Collect(strings.Lines(text))
+		for line := range strings.Lines(got) {
+			i := slices.Index(in, line)
+			if i < 0 {
+				t.Fatalf("kept %q, which is not the next line of the input", line)
+			}
+			in = in[i+1:]
+			l := strings.TrimRight(line, "\r\n \t")
+			if l == cmd || promptLine.MatchString(l) {
+				t.Fatalf("kept %q", line)
 			}
 		}
 	})
