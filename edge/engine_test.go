@@ -30,9 +30,9 @@ func engines() []string {
 
 // Both engines relay the same things the same way: a keep-alive sequence
 // of GETs, HEAD, 204, a large body to a slow reader (the loop holds the
-// origin back), a chunked response and one without a length (the loop
-// hands those to the goroutine engine mid-exchange), and pipelined
-// requests.
+// origin back), chunked responses (one with a trailer, one of 8 MiB in
+// many chunks), a 103 before the response (the loop hands that exchange
+// to the goroutine engine mid-way), and pipelined requests.
 func TestEnginesRelay(t *testing.T) {
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB
 	origin := originAddr(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -43,10 +43,21 @@ func TestEnginesRelay(t *testing.T) {
 		case "/nocontent":
 			w.WriteHeader(http.StatusNoContent)
 		case "/chunked":
+			w.Header().Set("Trailer", "X-Sum")
 			for i := range 3 {
 				fmt.Fprintf(w, "part %d;", i)
 				w.(http.Flusher).Flush()
 			}
+			w.Header().Set("X-Sum", "3")
+		case "/bigchunked":
+			for rest := big; len(rest) > 0; rest = rest[min(len(rest), 100_000):] {
+				w.Write(rest[:min(len(rest), 100_000)])
+				w.(http.Flusher).Flush()
+			}
+		case "/hints":
+			w.Header().Set("Link", "</a.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			io.WriteString(w, "hinted")
 		default:
 			w.Header().Set("X-Seen-For", r.Header.Get("X-Forwarded-For"))
 			io.WriteString(w, "path "+r.URL.Path)
@@ -92,10 +103,21 @@ func TestEnginesRelay(t *testing.T) {
 			if _, err := io.Copy(h, resp.Body); err != nil || !bytes.Equal(h.Sum(nil), sha(big)) {
 				t.Fatalf("big body: %v, checksum differs", err)
 			}
-			if resp, b := get("GET", "/chunked"); resp.StatusCode != 200 || string(b) != "part 0;part 1;part 2;" {
-				t.Fatalf("chunked: %d %q", resp.StatusCode, b)
+			if resp, b := get("GET", "/chunked"); resp.StatusCode != 200 || string(b) != "part 0;part 1;part 2;" || len(resp.TransferEncoding) != 1 {
+				t.Fatalf("chunked: %d %q %q", resp.StatusCode, b, resp.TransferEncoding)
 			}
-			if resp, b := get("GET", "/after-chunked"); string(b) != "path /after-chunked" {
+			if resp, b := get("GET", "/bigchunked"); resp.StatusCode != 200 || !bytes.Equal(sha(b), sha(big)) {
+				t.Fatalf("big chunked body: %d, %d bytes, checksum differs", resp.StatusCode, len(b))
+			}
+			if resp, _ := get("GET", "/hints"); resp.StatusCode != 103 || resp.Header.Get("Link") == "" {
+				t.Fatalf("early hints: %d %q", resp.StatusCode, resp.Header)
+			}
+			if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("after a 103: %v %v", resp, err)
+			} else if b, _ := io.ReadAll(resp.Body); string(b) != "hinted" {
+				t.Fatalf("after a 103: %q", b)
+			}
+			if resp, b := get("GET", "/after-hints"); string(b) != "path /after-hints" {
 				t.Fatalf("after a handed-over exchange: %d %q", resp.StatusCode, b)
 			}
 			// An unknown host gets a 404 and the connection stays, as the
@@ -120,8 +142,8 @@ func TestEnginesRelay(t *testing.T) {
 			}
 			waitIdle(t, p)
 			if engine == EngineLoop {
-				// The loop relayed all but the chunked response and the
-				// unknown host itself, and took the connection back after
+				// The loop relayed all but the 103 and the unknown host
+				// itself, and took the connection back after
 				// each.
 				req, resp := testutil.ToFloat64(p.m.handovers[0]), testutil.ToFloat64(p.m.handovers[1])
 				if back := testutil.ToFloat64(p.m.handbacks); req != 1 || resp != 1 || back != 2 {
