@@ -31,7 +31,8 @@ func engines() []string {
 // Both engines relay the same things the same way: a keep-alive sequence
 // of GETs, HEAD, 204, a large body to a slow reader (the loop holds the
 // origin back), chunked responses (one with a trailer, one of 8 MiB in
-// many chunks), a 103 before the response (the loop hands that exchange
+// many chunks), one delimited by the origin's close, a 103 before the
+// response (the loop hands that exchange
 // to the goroutine engine mid-way), and pipelined requests.
 func TestEnginesRelay(t *testing.T) {
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<19) // 8 MiB
@@ -52,6 +53,15 @@ func TestEnginesRelay(t *testing.T) {
 		case "/bigchunked":
 			for rest := big; len(rest) > 0; rest = rest[min(len(rest), 100_000):] {
 				w.Write(rest[:min(len(rest), 100_000)])
+				w.(http.Flusher).Flush()
+			}
+		case "/events":
+			// Server-sent events the old way: no length, no chunks, the
+			// end of the body is the origin's close.
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Header().Set("Transfer-Encoding", "identity")
+			for i := range 3 {
+				fmt.Fprintf(w, "data: %d\n\n", i)
 				w.(http.Flusher).Flush()
 			}
 		case "/hints":
@@ -108,6 +118,9 @@ func TestEnginesRelay(t *testing.T) {
 			}
 			if resp, b := get("GET", "/bigchunked"); resp.StatusCode != 200 || !bytes.Equal(sha(b), sha(big)) {
 				t.Fatalf("big chunked body: %d, %d bytes, checksum differs", resp.StatusCode, len(b))
+			}
+			if resp, b := get("GET", "/events"); resp.StatusCode != 200 || string(b) != "data: 0\n\ndata: 1\n\ndata: 2\n\n" || resp.Close || len(resp.TransferEncoding) != 1 {
+				t.Fatalf("until close: %d %q, close %v, %q; want it chunked on a kept connection", resp.StatusCode, b, resp.Close, resp.TransferEncoding)
 			}
 			if resp, _ := get("GET", "/hints"); resp.StatusCode != 103 || resp.Header.Get("Link") == "" {
 				t.Fatalf("early hints: %d %q", resp.StatusCode, resp.Header)
@@ -293,6 +306,9 @@ func FuzzEngines(f *testing.F) {
 			// each time: chunk sizes follow reads, not the content.
 			io.WriteString(w, "part 0;part 1;part 2;")
 			w.(http.Flusher).Flush()
+		case strings.HasPrefix(r.URL.Path, "/close"):
+			w.Header().Set("Transfer-Encoding", "identity")
+			io.WriteString(w, "until the end")
 		case strings.HasPrefix(r.URL.Path, "/big"):
 			w.Header().Set("Content-Length", "5000")
 			w.Write(bytes.Repeat([]byte("b"), 5000))
@@ -308,6 +324,7 @@ func FuzzEngines(f *testing.F) {
 	for _, s := range []string{
 		"GET / HTTP/1.1\r\nHost: shop.example\r\n\r\n",
 		"GET /a HTTP/1.1\r\nHost: shop.example\r\n\r\nGET /chunk HTTP/1.1\r\nHost: shop.example\r\n\r\nGET /b HTTP/1.1\r\nHost: shop.example\r\n\r\n",
+		"GET /close HTTP/1.1\r\nHost: shop.example\r\n\r\nGET /chunk HTTP/1.0\r\nHost: shop.example\r\nConnection: keep-alive\r\n\r\nGET /c HTTP/1.1\r\nHost: shop.example\r\n\r\n",
 		"HEAD /big HTTP/1.1\r\nHost: shop.example\r\n\r\nGET /big HTTP/1.1\r\nHost: shop.example\r\n\r\nGET /empty HTTP/1.1\r\nHost: shop.example\r\n\r\n",
 		"POST /up HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 5\r\n\r\nhelloGET /after HTTP/1.1\r\nHost: shop.example\r\n\r\n",
 		"POST /up HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -379,22 +396,61 @@ func TestEnginesBrokenChunkedBody(t *testing.T) {
 // tell the end any other way.
 func TestEnginesHTTP10UnframedResponse(t *testing.T) {
 	origin := originAddr(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/close" {
+			w.Header().Set("Transfer-Encoding", "identity") // delimited by the close
+		}
 		io.WriteString(w, "part;")
 		w.(http.Flusher).Flush()
 		io.WriteString(w, "part;")
 	}))
 	for _, engine := range engines() {
-		t.Run(engine, func(t *testing.T) {
-			p := startProxy(t, Config{Engine: engine}, testSite("shop", []string{"shop.example"}, origin))
-			c, _ := dialProxy(t, p, 5*time.Second)
-			io.WriteString(c, "GET / HTTP/1.0\r\nHost: shop.example\r\nConnection: keep-alive\r\n\r\n")
-			got, err := io.ReadAll(c)
-			if err != nil {
-				t.Fatalf("the proxy did not close after an unframed response: %v (got %q)", err, got)
-			}
-			if !strings.HasSuffix(string(got), "\r\n\r\npart;part;") || !strings.Contains(string(got), "Connection: close\r\n") {
-				t.Fatalf("got %q", got)
-			}
-		})
+		for _, path := range []string{"/chunked", "/close"} {
+			t.Run(engine+path, func(t *testing.T) {
+				p := startProxy(t, Config{Engine: engine}, testSite("shop", []string{"shop.example"}, origin))
+				c, _ := dialProxy(t, p, 5*time.Second)
+				io.WriteString(c, "GET "+path+" HTTP/1.0\r\nHost: shop.example\r\nConnection: keep-alive\r\n\r\n")
+				got, err := io.ReadAll(c)
+				if err != nil {
+					t.Fatalf("the proxy did not close after an unframed response: %v (got %q)", err, got)
+				}
+				if !strings.HasSuffix(string(got), "\r\n\r\npart;part;") || !strings.Contains(string(got), "Connection: close\r\n") {
+					t.Fatalf("got %q", got)
+				}
+			})
+		}
+	}
+}
+
+// A chunked response that the origin cuts short or malforms ends the
+// client's connection without the last chunk: the client must see it
+// incomplete, never a body that merely looks shorter.
+func TestEnginesChunkedCutShort(t *testing.T) {
+	origin := rawOrigin(t, func(c net.Conn, br *bufio.Reader) {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+		if req.URL.Path == "/malformed" {
+			io.WriteString(c, "5\r\nworldXX")
+			time.Sleep(time.Second) // the proxy must not wait for more
+		}
+	})
+	for _, engine := range engines() {
+		for _, path := range []string{"/cut", "/malformed"} {
+			t.Run(engine+path, func(t *testing.T) {
+				p := startProxy(t, Config{Engine: engine}, testSite("shop", []string{"shop.example"}, origin))
+				c, _ := dialProxy(t, p, 5*time.Second)
+				start := time.Now()
+				io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: shop.example\r\n\r\n")
+				got, err := io.ReadAll(c)
+				if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+					t.Fatalf("the client connection was not closed: %v (got %q)", err, got)
+				}
+				if !strings.Contains(string(got), "\r\n\r\n") || !strings.Contains(string(got), "hello") || strings.HasSuffix(string(got), "0\r\n\r\n") || time.Since(start) > 800*time.Millisecond {
+					t.Fatalf("got %q after %v; want hello, no last chunk, at once", got, time.Since(start))
+				}
+			})
+		}
 	}
 }

@@ -26,13 +26,13 @@ import (
 // 2-core machine those wake-ups left 7-14 % of the CPU idle and spread
 // latency (p99 6.8 ms against nginx's 5.3 ms). The loop relays what most
 // traffic is: requests without a body, and responses with a length,
-// chunked (chunked.go) or none. Anything else goes to the goroutine engine (conn.go): a request
-// the loop does not take is handed over before anything was sent (the
-// engine reads it again from its first byte); a response the loop does not
-// relay (until close, 1xx, 101) is handed over after its request went
-// out, and the engine resumes the exchange (serveFrom). Once the
-// engine is done with such an exchange, the connection comes back to a
-// loop (handBack).
+// chunked (chunked.go), until the origin closes, or none. Anything else
+// goes to the goroutine engine (conn.go): a request the loop does not
+// take is handed over before anything was sent (the engine reads it
+// again from its first byte); a response the loop does not relay (1xx,
+// 101) is handed over after its request went out, and the engine resumes
+// the exchange (serveFrom). Once the engine is done with such an
+// exchange, the connection comes back to a loop (handBack).
 
 const (
 	loopRead   = 16 << 10               // one read
@@ -100,9 +100,9 @@ type lconn struct {
 	up         *lup
 	attempt    int
 	sentHead   bool
-	remaining  int64 // response body bytes still to come from the origin
-	chunked    bool  // the response body comes chunked from the origin
-	chunkedOut bool  // and goes chunked to the client
+	remaining  int64   // response body bytes still to come from the origin
+	framing    framing // of the response body from the origin
+	chunkedOut bool    // the body goes chunked to the client
 	chunks     chunkDecoder
 	closing    bool // close once out is written
 	eof        bool // the client will send nothing more
@@ -751,6 +751,10 @@ func (l *loop) readUp(u *lup) {
 		case unix.EINTR:
 			continue
 		case nil:
+			if c.sentHead && c.framing == closeBody {
+				l.endChunked(c) // the end of a body delimited by the close
+				return
+			}
 			err = errEOF
 		}
 		l.upFailed(u, "reading the response", err)
@@ -815,19 +819,21 @@ func (l *loop) fromOrigin(u *lup, b []byte) {
 		return
 	}
 	fr := responseFraming(&c.req, &u.resp)
-	if u.resp.status < 200 || fr == closeBody {
+	if u.resp.status < 200 {
 		l.resume(c, u)
 		return
 	}
 	c.x.status = u.resp.status
-	c.x.closeAfter = c.x.closeAfter || l.p.draining.Load() || (fr == chunkBody && c.req.minor == 0)
+	// An HTTP/1.0 client knows no chunks: a body without a length ends
+	// when we close.
+	c.x.closeAfter = c.x.closeAfter || l.p.draining.Load() || ((fr == chunkBody || fr == closeBody) && c.req.minor == 0)
 	c.out = l.compose(c.out, func(w *bufio.Writer) {
 		c.chunkedOut, _ = writeResponseHead(w, &c.req, &u.resp, fr, c.x.closeAfter)
 	})
 	c.sentHead = true
-	u.keep = u.resp.keepsAlive()
+	u.keep = u.resp.keepsAlive() && fr != closeBody
 	c.remaining = 0
-	c.chunked = fr == chunkBody
+	c.framing = fr
 	switch fr {
 	case lengthBody:
 		c.remaining = u.resp.contentLength
@@ -841,8 +847,13 @@ func (l *loop) fromOrigin(u *lup, b []byte) {
 
 // body relays response body bytes.
 func (l *loop) body(c *lconn, u *lup, b []byte) {
-	if c.chunked {
+	switch c.framing {
+	case chunkBody:
 		l.chunkedBody(c, u, b)
+		return
+	case closeBody:
+		l.appendBody(c, b)
+		l.flush(c)
 		return
 	}
 	take := int64(len(b))
@@ -867,12 +878,7 @@ func (l *loop) body(c *lconn, u *lup, b []byte) {
 func (l *loop) chunkedBody(c *lconn, u *lup, b []byte) {
 	data, used, err := c.chunks.decode(l.decoded[:0], b)
 	l.decoded = data[:0]
-	if c.chunkedOut {
-		c.out = appendChunk(c.out, data)
-	} else {
-		c.out = append(c.out, data...)
-	}
-	c.x.sent += int64(len(data))
+	l.appendBody(c, data)
 	if err != nil {
 		l.p.log.Warn("origin response cut short", "site", c.site.cfg.Name, "origin", u.op.addr, "err", err)
 		l.flush(c)
@@ -886,6 +892,23 @@ func (l *loop) chunkedBody(c *lconn, u *lup, b []byte) {
 	if used < len(b) {
 		u.keep = false // more than the body: the connection's framing is lost
 	}
+	l.endChunked(c)
+}
+
+// appendBody appends body data of a response without a length to what
+// goes to the client: a chunk, or as it is to an HTTP/1.0 client.
+func (l *loop) appendBody(c *lconn, data []byte) {
+	if c.chunkedOut {
+		c.out = appendChunk(c.out, data)
+	} else {
+		c.out = append(c.out, data...)
+	}
+	c.x.sent += int64(len(data))
+}
+
+// endChunked ends a response without a length: the last chunk, when the
+// client gets chunks.
+func (l *loop) endChunked(c *lconn) {
 	if c.chunkedOut {
 		c.out = append(c.out, "0\r\n\r\n"...)
 	}
