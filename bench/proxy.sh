@@ -23,6 +23,7 @@
 #
 # Usage: bench/proxy.sh   ROUNDS=3 DURATION=10s CONNECTIONS=100 ORIGIN=nginx|go
 #                         EDGE_PROCS=2 (sdnoc's GOMAXPROCS)
+#                         BODY=0 (bytes: POST requests with a body that size)
 # Installs nginx, haproxy and wrk with apt-get when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,7 @@ rounds=${ROUNDS:-3}
 duration=${DURATION:-10s}
 conns=${CONNECTIONS:-100}
 origin=${ORIGIN:-nginx}
+post_body=${BODY:-0}
 
 missing=()
 for pair in nginx:nginx haproxy:haproxy wrk:wrk; do
@@ -140,9 +142,14 @@ for name in $names; do
 done
 
 # run NAME: one wrk run; prints "rps p99_ms errors".
+wrk_args=()
+if [ "$post_body" -gt 0 ]; then
+  printf 'wrk.method = "POST"\nwrk.body = string.rep("x", %d)\nwrk.headers["Content-Type"] = "application/octet-stream"\n' "$post_body" >"$tmp/post.lua"
+  wrk_args=(-s "$tmp/post.lua")
+fi
 run() {
   local out rps p99 non2xx sock
-  out=$(wrk -t2 -c"$conns" -d"$1" --latency -H 'Host: bench.local' "http://127.0.0.1:${port[$2]}/")
+  out=$(wrk -t2 -c"$conns" -d"$1" --latency "${wrk_args[@]}" -H 'Host: bench.local' "http://127.0.0.1:${port[$2]}/")
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
@@ -157,16 +164,17 @@ for r in $(seq "$rounds"); do
   done
 done
 
-python3 - "$tmp" "$rounds" "$duration" "$conns" "$origin" <<'EOF'
+python3 - "$tmp" "$rounds" "$duration" "$conns" "$origin" "$post_body" <<'EOF'
 import statistics, sys
-tmp, rounds, duration, conns, origin = sys.argv[1:]
+tmp, rounds, duration, conns, origin, body = sys.argv[1:]
 res = {}
 for name in ("sdnoc", "sdnoc-goroutines", "nginx", "haproxy"):
     rows = [list(map(float, l.split())) for l in open(f"{tmp}/{name}.txt")]
     rps = [r[0] for r in rows]
     res[name] = dict(rps=statistics.median(rps), lo=min(rps), hi=max(rps),
                      p99=statistics.median(r[1] for r in rows), errors=int(sum(r[2] for r in rows)))
-print(f"wrk -t2 -c{conns}, {rounds} rounds of {duration}, {origin} origin, keep-alive to the origin, access logs off")
+requests = f"POSTs of {body} bytes" if int(body) > 0 else "GETs"
+print(f"wrk -t2 -c{conns}, {requests}, {rounds} rounds of {duration}, {origin} origin, keep-alive to the origin, access logs off")
 print(f"| proxy | requests/s (median) | min-max | p99 ms (median) | errors |")
 print(f"| --- | --- | --- | --- | --- |")
 for name, r in res.items():

@@ -40,24 +40,6 @@ var connPool = sync.Pool{New: func() any { return new(clientConn) }}
 
 // serveConn runs the keep-alive loop of one client connection.
 func (p *Proxy) serveConn(c net.Conn, pinned *site, scheme string) {
-	p.serveFrom(c, pinned, scheme, nil)
-}
-
-// resumed is an exchange the event loop started (the request is sent to
-// the origin) and hands over when the response is one it does not relay
-// itself (loop_linux.go).
-type resumed struct {
-	req        *head // swapped into the connection's own
-	site       *site
-	op         *originPool
-	uc         *upConn // reads the response from its first byte
-	start      time.Time
-	closeAfter bool
-}
-
-// serveFrom is serveConn, first finishing the exchange first when it is
-// not nil. The caller has counted that exchange in flight.
-func (p *Proxy) serveFrom(c net.Conn, pinned *site, scheme string, first *resumed) {
 	cc := connPool.Get().(*clientConn)
 	*cc = clientConn{p: p, c: c, pinned: pinned, scheme: scheme, req: cc.req}
 	if cc.r == nil {
@@ -86,20 +68,6 @@ func (p *Proxy) serveFrom(c net.Conn, pinned *site, scheme string, first *resume
 		connPool.Put(cc)
 	}()
 	idle := p.cfg.ClientIdle
-	if first != nil {
-		cc.busy.Store(true)
-		closeAfter := cc.serveResumed(first)
-		p.inflight.Add(-1)
-		cc.busy.Store(false)
-		if closeAfter {
-			cc.w.Flush()
-			return
-		}
-		idle = cc.site.cfg.Timeouts.ClientIdle
-		if p.handBack(cc) {
-			return
-		}
-	}
 	for !p.draining.Load() {
 		cc.setReadDeadline(idle)
 		n, err := readHead(cc.r, &cc.req)
@@ -231,23 +199,6 @@ func (cc *clientConn) serveRequest() (closeAfter bool, linger time.Duration) {
 	return x.closeAfter, linger
 }
 
-// serveResumed finishes an exchange the event loop handed over and
-// reports whether the connection must close afterwards.
-func (cc *clientConn) serveResumed(r *resumed) bool {
-	cc.req, *r.req = *r.req, cc.req
-	cc.site = r.site
-	x := &exchange{
-		site: r.site, req: &cc.req, clientIP: cc.clientIP, scheme: cc.scheme, origin: r.op.addr,
-		closeAfter: r.closeAfter || cc.p.draining.Load(), bodyLen: -1, requestSent: true,
-	}
-	defer cc.p.finish(x, r.start)
-	cc.pipelined = true
-	r.op.inflight.Add(1)
-	cc.p.exchangeOn(x, r.op, r.uc, cc)
-	r.op.inflight.Add(-1)
-	return x.closeAfter || x.upgraded
-}
-
 // linger keeps reading and dropping what the client still sends (the rest
 // of a body the origin did not want) after the response, so that closing
 // does not reset the connection before the client has read the response:
@@ -376,14 +327,19 @@ func (cc *clientConn) interim(resp *head) error {
 	if cc.req.minor < 1 {
 		return nil // HTTP/1.0 clients do not expect 1xx responses
 	}
-	appendStatusLine(cc.w, resp.status, resp.reason)
+	writeInterim(cc.w, resp)
+	return cc.w.Flush()
+}
+
+// writeInterim writes a 1xx response as it goes to the client.
+func writeInterim(w *bufio.Writer, resp *head) {
+	appendStatusLine(w, resp.status, resp.reason)
 	for _, f := range resp.fields {
 		if !resp.hopByHop(f.name) {
-			writeField(cc.w, f.name, f.value)
+			writeField(w, f.name, f.value)
 		}
 	}
-	cc.w.WriteString("\r\n")
-	return cc.w.Flush()
+	w.WriteString("\r\n")
 }
 
 func (cc *clientConn) header(resp *head, fr framing, closeAfter bool) error {

@@ -4,6 +4,8 @@ package edge
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -25,20 +27,21 @@ import (
 // connection, Go's netpoller wakes one goroutine per read; on a busy
 // 2-core machine those wake-ups left 7-14 % of the CPU idle and spread
 // latency (p99 6.8 ms against nginx's 5.3 ms). The loop relays what most
-// traffic is: requests without a body, and responses with a length,
-// chunked (chunked.go), until the origin closes, or none. Anything else
-// goes to the goroutine engine (conn.go): a request the loop does not
-// take is handed over before anything was sent (the engine reads it
-// again from its first byte); a response the loop does not relay (1xx,
-// 101) is handed over after its request went out, and the engine resumes
-// the exchange (serveFrom). Once the engine is done with such an
-// exchange, the connection comes back to a loop (handBack).
+// traffic is: requests without a body or with one up to 64 KiB, and
+// responses of any framing (chunked.go), 1xx included. A request the
+// loop does not take (a larger or chunked body, an upgrade, an unknown
+// host, a malformed head) goes to the goroutine engine (conn.go) before
+// anything was sent, and the engine reads it again from its first byte.
+// Once the engine is done with it, the connection comes back to a loop
+// (handBack), but not right after an upload: more tend to follow, and
+// handing each over and back halved their rate.
 
 const (
-	loopRead   = 16 << 10               // one read
-	loopMaxOut = 256 << 10              // response bytes held for a slow client before its origin is read no further
-	loopTick   = 100 * time.Millisecond // how often timeouts and drains are checked
-	loopEvents = 256
+	loopRead    = 16 << 10               // one read
+	loopMaxOut  = 256 << 10              // response bytes held for a slow client before its origin is read no further
+	loopMaxBody = 64 << 10               // a larger request body streams through the goroutine engine
+	loopTick    = 100 * time.Millisecond // how often timeouts and drains are checked
+	loopEvents  = 256
 )
 
 // loopEngine is available on this platform.
@@ -100,9 +103,10 @@ type lconn struct {
 	up         *lup
 	attempt    int
 	sentHead   bool
-	remaining  int64   // response body bytes still to come from the origin
-	framing    framing // of the response body from the origin
-	chunkedOut bool    // the body goes chunked to the client
+	remaining  int64        // response body bytes still to come from the origin
+	body       bytes.Reader // the request's body, all read: what c.x.body reads
+	framing    framing      // of the response body from the origin
+	chunkedOut bool         // the body goes chunked to the client
 	chunks     chunkDecoder
 	closing    bool // close once out is written
 	eof        bool // the client will send nothing more
@@ -320,8 +324,8 @@ func (l *loop) clientEvent(c *lconn, ev uint32) {
 func (l *loop) readClient(c *lconn) {
 	c.rpending = false
 	for !c.eof {
-		if len(c.in) >= maxHeadBytes {
-			c.rpending = true // a whole head fits; pipelined ones wait
+		if len(c.in) >= maxHeadBytes+loopMaxBody {
+			c.rpending = true // a whole head and body fit; pipelined ones wait
 			break
 		}
 		n, err := rawIO(unix.SYS_READ, c.fd, l.scratch)
@@ -376,6 +380,13 @@ func (l *loop) serve(c *lconn) {
 			}
 			break
 		}
+		if parseRequest(&c.req) != nil {
+			l.handOver(c) // the engine answers 400
+			return
+		}
+		if cl := c.req.contentLength; cl > 0 && cl <= loopMaxBody && int64(len(c.in)-n) < cl && !c.eof && !c.req.chunked {
+			break // a small body, still on its way
+		}
 		c.reqLen = n
 		if !l.start(c) {
 			return
@@ -391,7 +402,7 @@ func (l *loop) serve(c *lconn) {
 func (l *loop) start(c *lconn) bool {
 	p := l.p
 	r := &c.req
-	if parseRequest(r) != nil || r.chunked || r.contentLength > 0 || r.upgrade ||
+	if r.chunked || r.upgrade || r.expect100 || r.contentLength > loopMaxBody || int64(len(c.in)-c.reqLen) < r.contentLength ||
 		(len(r.target) > 0 && r.target[0] != '/' && r.target[0] != '*') {
 		l.handOver(c)
 		return false
@@ -410,6 +421,13 @@ func (l *loop) start(c *lconn) bool {
 	c.attempt = 0
 	c.sentHead = false
 	c.x = exchange{site: s, req: r, clientIP: c.ip, scheme: "http", closeAfter: !r.keepsAlive() || p.draining.Load(), bodyLen: -1}
+	if r.contentLength > 0 {
+		// The whole body is here: it goes to the origin with the head.
+		body := c.in[c.reqLen : c.reqLen+int(r.contentLength)]
+		c.reqLen += len(body)
+		c.body.Reset(body)
+		c.x.body, c.x.bodyLen = &c.body, r.contentLength
+	}
 	p.inflight.Add(1)
 	if s.inspector != nil {
 		if v := p.inspect(s, r); v.Block {
@@ -426,7 +444,7 @@ func (l *loop) toOrigin(c *lconn, fresh bool) bool {
 	s := c.site
 	op := s.pick()
 	c.x.origin = op.addr
-	u, err := l.upstream(op, fresh, isIdempotent(c.req.method) && s.cfg.Pool.Retry)
+	u, err := l.upstream(op, fresh, c.retryable())
 	if err != nil {
 		l.p.log.Warn("origin unreachable", "site", s.cfg.Name, "origin", op.addr, "err", err)
 		l.respond(c, statusBadGateway, "origin unreachable")
@@ -444,6 +462,9 @@ func (l *loop) toOrigin(c *lconn, fresh bool) bool {
 	c.up = u
 	u.in = u.in[:0]
 	u.out = l.compose(u.out[:0], func(w *bufio.Writer) { writeRequestHead(w, &c.x) })
+	if c.x.body != nil {
+		u.out = append(u.out, c.in[c.reqLen-int(c.x.bodyLen):c.reqLen]...)
+	}
 	u.outOff = 0
 	c.deadline = l.now.Add(s.cfg.Timeouts.ResponseHeader)
 	op.inflight.Add(1)
@@ -451,6 +472,13 @@ func (l *loop) toOrigin(c *lconn, fresh bool) bool {
 		l.writeUp(u)
 	}
 	return true
+}
+
+// retryable: the request may go again on a fresh connection when a reused
+// one failed before any answer (seed 002). As in the goroutine engine,
+// not with a body.
+func (c *lconn) retryable() bool {
+	return isIdempotent(c.req.method) && c.site.cfg.Pool.Retry && c.x.body == nil
 }
 
 // respond ends the current exchange with a response of our own.
@@ -463,7 +491,7 @@ func (l *loop) respond(c *lconn, status int, msg string) {
 // end finishes the current exchange: metrics, the next request.
 func (l *loop) end(c *lconn) {
 	if u := l.detach(c); u != nil {
-		if u.keep && !u.hup && !u.op.gone.Load() && !l.stop.Load() && len(l.idle[u.op]) < u.op.cfg.MaxIdle {
+		if u.keep && !u.hup && len(u.out) == 0 && !u.op.gone.Load() && !l.stop.Load() && len(l.idle[u.op]) < u.op.cfg.MaxIdle {
 			u.idleSince = l.now
 			u.reused = true
 			u.rpending = false
@@ -768,7 +796,7 @@ var errEOF = fmt.Errorf("origin closed the connection")
 func (l *loop) upFailed(u *lup, what string, err error) {
 	c := u.c
 	s := c.site
-	if !c.sentHead && len(u.in) == 0 && u.reused && c.attempt == 0 && isIdempotent(c.req.method) && s.cfg.Pool.Retry {
+	if !c.sentHead && len(u.in) == 0 && u.reused && c.attempt == 0 && c.retryable() {
 		// Seed 002: the origin closed a pooled connection under us. The
 		// request got no answer and may be sent again, once, fresh.
 		u.op.m.stale.WithLabelValues("reuse_failed").Inc()
@@ -807,23 +835,57 @@ func (l *loop) fromOrigin(u *lup, b []byte) {
 		return
 	}
 	u.in = append(u.in, b...)
-	n, err := cutHead(u.in, &u.resp)
-	if err == nil && n > 0 {
-		err = parseResponse(&u.resp)
-	}
-	if err != nil {
-		l.originFailed(c, "reading the response head", err)
-		return
-	}
-	if n == 0 {
-		return
+	var n int
+	for {
+		var err error
+		n, err = cutHead(u.in, &u.resp)
+		if err == nil && n > 0 {
+			err = parseResponse(&u.resp)
+		}
+		if err == nil && u.resp.status == 101 {
+			// The loop sends no upgrade request (handOver takes them).
+			err = errors.New("101 to a request that asked for no upgrade")
+		}
+		if err != nil {
+			l.originFailed(c, "reading the response head", err)
+			return
+		}
+		if n == 0 {
+			return
+		}
+		if u.resp.status >= 200 {
+			break
+		}
+		// An interim response (103 Early Hints): passed on, but not to
+		// an HTTP/1.0 client; the final one follows.
+		if c.req.minor >= 1 {
+			c.out = l.compose(c.out, func(w *bufio.Writer) { writeInterim(w, &u.resp) })
+			if !l.flush(c) {
+				return
+			}
+		}
+		u.in = u.in[:copy(u.in, u.in[n:])]
 	}
 	fr := responseFraming(&c.req, &u.resp)
-	if u.resp.status < 200 {
-		l.resume(c, u)
-		return
-	}
 	c.x.status = u.resp.status
+	u.keep = u.resp.keepsAlive() && fr != closeBody
+	if c.x.body != nil && len(u.out) > 0 {
+		// The origin answered before it had the whole body (seed 000):
+		// the answer goes to the client at once, and the origin
+		// connection, its request unfinished, is not reused.
+		c.x.early = true
+		switch {
+		case c.site.cfg.Upload.EarlyResponse == "abort":
+			c.site.m.earlyAborted.Inc()
+			c.x.closeAfter = true
+			u.out, u.outOff, u.keep = u.out[:0], 0, false
+		case !u.keep:
+			c.site.m.earlyRelayed.Inc()
+			u.out, u.outOff = u.out[:0], 0 // it closes: stop sending
+		default:
+			c.site.m.earlyRelayed.Inc() // it may go on reading: the body goes on
+		}
+	}
 	// An HTTP/1.0 client knows no chunks: a body without a length ends
 	// when we close.
 	c.x.closeAfter = c.x.closeAfter || l.p.draining.Load() || ((fr == chunkBody || fr == closeBody) && c.req.minor == 0)
@@ -831,7 +893,6 @@ func (l *loop) fromOrigin(u *lup, b []byte) {
 		c.chunkedOut, _ = writeResponseHead(w, &c.req, &u.resp, fr, c.x.closeAfter)
 	})
 	c.sentHead = true
-	u.keep = u.resp.keepsAlive() && fr != closeBody
 	c.remaining = 0
 	c.framing = fr
 	switch fr {
@@ -947,48 +1008,14 @@ func rawIO(trap uintptr, fd int, b []byte) (int, error) {
 // handOver gives an idle connection to the goroutine engine, which reads
 // the request at the start of c.in again.
 func (l *loop) handOver(c *lconn) {
-	l.p.m.handovers[0].Inc()
+	l.p.m.handovers.Inc()
 	nc := l.release(c)
 	if nc == nil {
 		return
 	}
 	pending := append([]byte(nil), c.in...)
 	pinned := c.pinned
-	l.p.wg.Go(func() { l.p.serveFrom(&replayConn{Conn: nc, pending: pending}, pinned, "http", nil) })
-}
-
-// resume gives an exchange whose response the loop does not relay to the
-// goroutine engine, with the response from its first byte.
-func (l *loop) resume(c *lconn, u *lup) {
-	l.p.m.handovers[1].Inc()
-	op := u.op
-	uin := append([]byte(nil), u.in...)
-	l.forget(u.fd)
-	unc, err := fileConn(u.fd, "origin")
-	u.fd = -1
-	l.detach(c)
-	if err != nil {
-		l.p.log.Warn("event loop: cannot hand over an origin connection", "err", err)
-		l.respond(c, statusBadGateway, "origin failed")
-		return
-	}
-	req := c.req
-	c.req = head{}
-	r := &resumed{
-		req: &req, site: c.site, op: op, start: c.start, closeAfter: c.x.closeAfter,
-		uc: newUpConn(unc, &replayConn{Conn: unc, pending: uin}),
-	}
-	rest := c.in[c.reqLen:]
-	c.busy = false // serveFrom counts it from here
-	nc := l.release(c)
-	if nc == nil {
-		unc.Close()
-		l.p.inflight.Add(-1)
-		return
-	}
-	pending := append([]byte(nil), rest...)
-	pinned := c.pinned
-	l.p.wg.Go(func() { l.p.serveFrom(&replayConn{Conn: nc, pending: pending}, pinned, "http", r) })
+	l.p.wg.Go(func() { l.p.serveConn(&replayConn{Conn: nc, pending: pending}, pinned, "http") })
 }
 
 // release takes a client connection out of the loop as a net.Conn.
@@ -1135,7 +1162,7 @@ func (p *Proxy) nextLoop() *loop {
 // (after an exchange the loop handed over), with the bytes read already;
 // false leaves it where it is.
 func (p *Proxy) handBack(cc *clientConn) bool {
-	if len(p.loops) == 0 || cc.scheme != "http" {
+	if len(p.loops) == 0 || cc.scheme != "http" || cc.req.chunked || cc.req.contentLength > loopMaxBody {
 		return false
 	}
 	raw, rest := cc.c, []byte(nil)

@@ -28,7 +28,7 @@ type metrics struct {
 	malformed   prometheus.Counter
 	unknownHost prometheus.Counter
 	panics      prometheus.Counter
-	handovers   [2]prometheus.Counter // by handover kind: request, response
+	handovers   prometheus.Counter
 	handbacks   prometheus.Counter
 	bindErrors  prometheus.Counter
 }
@@ -96,11 +96,10 @@ func newMetrics(reg prometheus.Registerer, inflight func() float64) *metrics {
 			Name: "sdnoc_edge_listen_errors_total", Help: "Dedicated site addresses that could not be bound on a configuration change.",
 		}),
 	}
-	ho := f.NewCounterVec(prometheus.CounterOpts{
+	m.handovers = f.NewCounter(prometheus.CounterOpts{
 		Name: "sdnoc_edge_loop_handovers_total",
-		Help: "Client connections the event loop handed to the goroutine engine: at a request it does not relay (body, upgrade, unknown host, malformed) or at a response (chunked, until close, 1xx).",
-	}, []string{"at"})
-	m.handovers = [2]prometheus.Counter{ho.WithLabelValues("request"), ho.WithLabelValues("response")}
+		Help: "Client connections the event loop handed to the goroutine engine at a request it does not relay (a body over 64 KiB or chunked, an upgrade, Expect, an unknown host, a malformed head).",
+	})
 	m.handbacks = f.NewCounter(prometheus.CounterOpts{
 		Name: "sdnoc_edge_loop_handbacks_total",
 		Help: "Client connections the goroutine engine returned to an event loop once their handed-over exchange was done.",

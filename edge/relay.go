@@ -53,10 +53,6 @@ type exchange struct {
 	closeAfter bool // the client connection must close after this exchange
 	early      bool // the origin answered before the request body was sent
 	upgraded   bool
-
-	// requestSent: the event loop sent the request and hands the
-	// exchange over at its response (loop_linux.go).
-	requestSent bool
 }
 
 // Statuses of responses we make ourselves.
@@ -134,15 +130,13 @@ func (p *Proxy) exchangeOn(x *exchange, op *originPool, uc *upConn, out responde
 			uc.c.Close()
 		}
 	}()
-	if !x.requestSent {
-		writeRequestHead(uc.w, x)
-		if err := uc.w.Flush(); err != nil {
-			if uc.reused && x.body == nil {
-				return true
-			}
-			p.upstreamError(x, out, "writing the request", err)
-			return false
+	writeRequestHead(uc.w, x)
+	if err := uc.w.Flush(); err != nil {
+		if uc.reused && x.body == nil {
+			return true
 		}
+		p.upstreamError(x, out, "writing the request", err)
+		return false
 	}
 
 	// Set before the body writer starts: a body that breaks off at once
