@@ -238,3 +238,37 @@ func TestTLSAndHTTP2(t *testing.T) {
 		t.Fatal("TLS handshake for an unknown name succeeded")
 	}
 }
+
+// A request whose head came before the drain but whose body comes after
+// is served, not cut: the client sent it to this proxy and may not retry
+// a POST elsewhere.
+func TestDrainRequestComingIn(t *testing.T) {
+	origin := originAddr(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		io.WriteString(w, "got "+string(b))
+	}))
+	for _, engine := range engines() {
+		t.Run(engine, func(t *testing.T) {
+			p := startProxy(t, Config{Engine: engine}, testSite("shop", []string{"shop.example"}, origin))
+			c, err := net.Dial("tcp", p.Addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, "POST /form HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 10\r\n\r\nhello")
+			time.Sleep(200 * time.Millisecond) // more than a loop's tick
+			resp, err := http.Post("http://"+p.AdminAddr()+"/drain?deadline=5s", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			time.Sleep(300 * time.Millisecond)
+			io.WriteString(c, "world")
+			got, err := io.ReadAll(c)
+			if err != nil || !strings.HasPrefix(string(got), "HTTP/1.1 200 ") || !strings.HasSuffix(string(got), "got helloworld") || !strings.Contains(string(got), "Connection: close") {
+				t.Fatalf("got %q, %v; want the request served and the connection closed", got, err)
+			}
+		})
+	}
+}

@@ -358,7 +358,9 @@ func (l *loop) serve(c *lconn) {
 	c.serving = true
 	defer func() { c.serving = false }()
 	for !c.busy && !c.closing && c.fd >= 0 {
-		if l.p.draining.Load() {
+		if l.p.draining.Load() && len(c.in) == 0 {
+			// A request already coming in is served (drain's deadline
+			// bounds the wait); no new one is taken.
 			c.closing = true
 			break
 		}
@@ -1081,7 +1083,7 @@ func (l *loop) scan() {
 			l.dropUp(c)
 			l.respond(c, statusGatewayTimeout, "origin did not answer in time")
 		case c.busy:
-		case draining && len(c.out) == c.outOff:
+		case draining && len(c.out) == c.outOff && len(c.in) == 0:
 			l.closeClient(c)
 		case l.now.Sub(c.lastActive) >= l.clientIdle(c):
 			l.closeClient(c)
