@@ -348,11 +348,18 @@ func (cc *clientConn) header(resp *head, fr framing, closeAfter bool) error {
 	return err
 }
 
+// endsByClose: a body without a length goes to an HTTP/1.0 client, which
+// knows no chunks, as it is, and ends when we close the connection.
+func endsByClose(req *head, fr framing) bool {
+	return (fr == chunkBody || fr == closeBody) && req.minor == 0
+}
+
 // writeResponseHead writes resp's head as it goes to the client of req:
 // the origin's end-to-end fields, our framing, and whether the connection
 // stays. It reports whether the body goes chunk-encoded, and the
 // writer's error.
 func writeResponseHead(w *bufio.Writer, req, resp *head, fr framing, closeAfter bool) (chunked bool, err error) {
+	closeAfter = closeAfter || endsByClose(req, fr)
 	appendStatusLine(w, resp.status, resp.reason)
 	for _, f := range resp.fields {
 		if !resp.hopByHop(f.name) {
@@ -372,8 +379,6 @@ func writeResponseHead(w *bufio.Writer, req, resp *head, fr framing, closeAfter 
 		if req.minor >= 1 {
 			chunked = true
 			w.WriteString("Transfer-Encoding: chunked\r\n")
-		} else {
-			closeAfter = true
 		}
 	}
 	switch {

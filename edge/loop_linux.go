@@ -888,9 +888,7 @@ func (l *loop) fromOrigin(u *lup, b []byte) {
 			c.site.m.earlyRelayed.Inc() // it may go on reading: the body goes on
 		}
 	}
-	// An HTTP/1.0 client knows no chunks: a body without a length ends
-	// when we close.
-	c.x.closeAfter = c.x.closeAfter || l.p.draining.Load() || ((fr == chunkBody || fr == closeBody) && c.req.minor == 0)
+	c.x.closeAfter = c.x.closeAfter || l.p.draining.Load() || endsByClose(&c.req, fr)
 	c.out = l.compose(c.out, func(w *bufio.Writer) {
 		c.chunkedOut, _ = writeResponseHead(w, &c.req, &u.resp, fr, c.x.closeAfter)
 	})
@@ -902,8 +900,6 @@ func (l *loop) fromOrigin(u *lup, b []byte) {
 		c.remaining = u.resp.contentLength
 	case chunkBody:
 		c.chunks.reset()
-		l.chunkedBody(c, u, u.in[n:])
-		return
 	}
 	l.body(c, u, u.in[n:])
 }

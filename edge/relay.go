@@ -240,11 +240,7 @@ func (p *Proxy) exchangeOn(x *exchange, op *originPool, uc *upConn, out responde
 	}
 
 	x.status = resp.status
-	if (fr == chunkBody || fr == closeBody) && x.req.minor == 0 {
-		// An HTTP/1.0 client knows no chunks: the body ends when we
-		// close.
-		x.closeAfter = true
-	}
+	x.closeAfter = x.closeAfter || endsByClose(x.req, fr)
 	if err := out.header(resp, fr, x.closeAfter); err != nil {
 		stop()
 		x.closeAfter = true
